@@ -1,0 +1,760 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "handshake.h"
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "route.h"
+#include "server.h"
+#include "static_files.h"
+#include "wsframe.h"
+
+enum conn_state {
+    CONN_HTTP,        /* reading the request head */
+    CONN_OPEN,        /* WebSocket open */
+    CONN_CLOSING,     /* we sent a close frame and wait for the peer's */
+    CONN_FLUSHING,    /* last bytes queued: write them, then linger */
+    CONN_LINGER,      /* our side shut down; discard input until EOF */
+    CONN_DEAD,        /* on the reap list */
+};
+
+/* Seconds a closed connection waits for the peer's FIN before dropping it:
+ * closing with unread input would send RST and could destroy our last
+ * response before the client read it. */
+#define CONN_LINGER_SECONDS 2
+
+#define CONN_PEER_SIZE (INET6_ADDRSTRLEN + 9)
+
+struct conn {
+    struct conn *previous;           /* server->connections list */
+    struct conn *next;
+    struct conn *reap_next;
+    struct server *server;
+    struct config *config;           /* retained: the config it started under */
+    struct bufferevent *bev;
+    struct event *timer;
+    enum conn_state state;
+    bool over_limit;                 /* accepted past max_connections */
+    bool upgraded;                   /* was a WebSocket (for the close log) */
+    unsigned close_code;             /* code sent or echoed, 1006 when none */
+    const struct route_config *route;
+    char *path;                      /* request path, for logs */
+    char *channel;                   /* broadcast channel */
+    struct hub_subscriber subscriber;
+    struct ws_decoder decoder;
+    uint64_t frames_seen;            /* decoder frame count at the last read */
+    struct timespec last_frame_at;   /* keep-alive clock */
+    struct timespec next_ping_at;
+    char peer[CONN_PEER_SIZE];
+};
+
+#define CONN_FROM_SUBSCRIBER(s) \
+    ((struct conn *)((char *)(s) - offsetof(struct conn, subscriber)))
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short events, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short events, void *arg);
+static void conn_deliver(struct hub_subscriber *subscriber, struct hub_message *message);
+static void conn_drop(struct conn *conn);
+
+/* ---------------------------------------------------------------- time */
+
+static struct timespec conn_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now;
+}
+
+static struct timespec conn_time_add(struct timespec t, unsigned seconds)
+{
+    t.tv_sec += (time_t)seconds;
+    return t;
+}
+
+static bool conn_time_reached(struct timespec now, struct timespec deadline)
+{
+    return now.tv_sec > deadline.tv_sec ||
+           (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec);
+}
+
+static void conn_arm_timer_seconds(struct conn *conn, unsigned seconds)
+{
+    struct timeval delay = { .tv_sec = (time_t)seconds, .tv_usec = 0 };
+    evtimer_add(conn->timer, &delay);
+}
+
+static void conn_arm_timer_at(struct conn *conn, struct timespec deadline)
+{
+    struct timespec now = conn_now();
+    struct timeval delay = { 0, 0 };
+    if (!conn_time_reached(now, deadline)) {
+        long long ns = (long long)(deadline.tv_sec - now.tv_sec) * 1000000000LL +
+                       (deadline.tv_nsec - now.tv_nsec);
+        delay.tv_sec = (time_t)(ns / 1000000000LL);
+        delay.tv_usec = (suseconds_t)((ns % 1000000000LL) / 1000);
+    }
+    evtimer_add(conn->timer, &delay);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void conn_format_peer(const struct sockaddr *address, char *out, size_t size)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (address->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)address;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(out, size, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+    } else if (address->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(out, size, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, size, "unix");
+    }
+}
+
+static void conn_link(struct conn *conn)
+{
+    struct server *server = conn->server;
+    conn->next = server->connections;
+    if (server->connections != NULL)
+        server->connections->previous = conn;
+    server->connections = conn;
+    server->connection_count++;
+}
+
+static void conn_unlink(struct conn *conn)
+{
+    struct server *server = conn->server;
+    if (conn->previous != NULL)
+        conn->previous->next = conn->next;
+    else
+        server->connections = conn->next;
+    if (conn->next != NULL)
+        conn->next->previous = conn->previous;
+    conn->previous = conn->next = NULL;
+}
+
+void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
+                 int address_length)
+{
+    (void)address_length;
+    int one = 1;
+    if (address->sa_family == AF_INET || address->sa_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    struct conn *conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        log_error(&server->log, "out of memory accepting a connection");
+        evutil_closesocket(fd);
+        return;
+    }
+    conn->server = server;
+    conn->config = config_retain(server->config);
+    conn->state = CONN_HTTP;
+    conn->close_code = WS_CLOSE_ABNORMAL;
+    conn->subscriber.deliver = conn_deliver;
+    conn_format_peer(address, conn->peer, sizeof(conn->peer));
+    conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
+    if (conn->bev == NULL || conn->timer == NULL) {
+        log_error(&server->log, "out of memory accepting %s", conn->peer);
+        if (conn->bev != NULL)
+            bufferevent_free(conn->bev);
+        else
+            evutil_closesocket(fd);
+        if (conn->timer != NULL)
+            event_free(conn->timer);
+        config_release(conn->config);
+        free(conn);
+        return;
+    }
+    /* Counted before the check so the limit covers every client
+     * connection; one past it is still read, to answer 503. */
+    conn->over_limit = server->connection_count >= conn->config->limits.max_connections;
+    conn_link(conn);
+    bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
+    if (bufferevent_enable(conn->bev, EV_READ | EV_WRITE) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    conn_arm_timer_seconds(conn, conn->config->websocket.handshake_timeout);
+    log_debug(&server->log, "accept %s", conn->peer);
+}
+
+static void conn_log_close(struct conn *conn)
+{
+    if (conn->upgraded)
+        log_info(&conn->server->log, "close %s %s code=%u", conn->peer,
+                 conn->path != NULL ? conn->path : "-", conn->close_code);
+    else
+        log_debug(&conn->server->log, "disconnect %s", conn->peer);
+}
+
+/* Marks the connection dead and queues it for freeing; the socket is closed
+ * on the reap pass, which runs before the loop waits again. */
+static void conn_drop(struct conn *conn)
+{
+    if (conn->state == CONN_DEAD)
+        return;
+    conn->state = CONN_DEAD;
+    conn_log_close(conn);
+    hub_unsubscribe(conn->server->hub, &conn->subscriber);
+    bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
+    evtimer_del(conn->timer);
+    conn->reap_next = conn->server->reap_list;
+    conn->server->reap_list = conn;
+    server_schedule_reap(conn->server);
+}
+
+static void conn_free(struct conn *conn)
+{
+    struct server *server = conn->server;
+    conn_unlink(conn);
+    bufferevent_free(conn->bev);
+    event_free(conn->timer);
+    ws_decoder_release(&conn->decoder);
+    free(conn->path);
+    free(conn->channel);
+    config_release(conn->config);
+    free(conn);
+    server->connection_count--;
+    server_connection_gone(server);
+}
+
+void conn_reap(struct server *server)
+{
+    while (server->reap_list != NULL) {
+        struct conn *conn = server->reap_list;
+        server->reap_list = conn->reap_next;
+        conn_free(conn);
+    }
+}
+
+/* Everything queued is written, then our side is shut down and the peer
+ * gets CONN_LINGER_SECONDS to close its side. */
+static void conn_finish(struct conn *conn)
+{
+    conn->state = CONN_FLUSHING;
+    bufferevent_disable(conn->bev, EV_READ);
+    evtimer_del(conn->timer);
+    conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout + CONN_LINGER_SECONDS);
+    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
+        conn_write_cb(conn->bev, conn);
+}
+
+static void conn_linger(struct conn *conn)
+{
+    conn->state = CONN_LINGER;
+    if (shutdown(bufferevent_getfd(conn->bev), SHUT_WR) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    evtimer_del(conn->timer);
+    conn_arm_timer_seconds(conn, CONN_LINGER_SECONDS);
+    bufferevent_enable(conn->bev, EV_READ);
+}
+
+/* ------------------------------------------------------------- output */
+
+static void conn_write_frame(struct conn *conn, uint8_t opcode, const uint8_t *payload,
+                             size_t length)
+{
+    uint8_t header[WSFRAME_MAX_HEADER];
+    size_t header_length = wsframe_header_build(header, true, 0, opcode, length);
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    if (evbuffer_add(output, header, header_length) != 0 ||
+        (length > 0 && evbuffer_add(output, payload, length) != 0)) {
+        log_error(&conn->server->log, "out of memory writing to %s", conn->peer);
+        conn_drop(conn);
+    }
+}
+
+static void conn_write_close(struct conn *conn, unsigned code, const char *reason)
+{
+    uint8_t payload[WSFRAME_MAX_CONTROL_PAYLOAD];
+    size_t length = wsframe_close_payload_build(payload, code, reason);
+    conn->close_code = code;
+    conn_write_frame(conn, WS_OP_CLOSE, payload, length);
+}
+
+/* Best effort for a connection about to be dropped: the close frame is sent
+ * straight to the socket, and only when nothing else is queued, since a
+ * frame written after a partly sent one would corrupt the stream. */
+static void conn_send_close_now(struct conn *conn, unsigned code, const char *reason)
+{
+    conn->close_code = code;
+    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
+        return;
+    uint8_t frame[WSFRAME_MAX_HEADER + WSFRAME_MAX_CONTROL_PAYLOAD];
+    uint8_t payload[WSFRAME_MAX_CONTROL_PAYLOAD];
+    size_t length = wsframe_close_payload_build(payload, code, reason);
+    size_t header_length = wsframe_header_build(frame, true, 0, WS_OP_CLOSE, length);
+    memcpy(frame + header_length, payload, length);
+    (void)send(bufferevent_getfd(conn->bev), frame, header_length + length,
+               MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void conn_message_unref(const void *data, size_t length, void *extra)
+{
+    (void)data;
+    (void)length;
+    hub_message_release(extra);
+}
+
+static void conn_deliver(struct hub_subscriber *subscriber, struct hub_message *message)
+{
+    struct conn *conn = CONN_FROM_SUBSCRIBER(subscriber);
+    if (conn->state != CONN_OPEN)
+        return;
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    hub_message_retain(message);
+    if (evbuffer_add_reference(output, message->bytes, message->length, conn_message_unref,
+                               message) != 0) {
+        hub_message_release(message);
+        log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
+        conn_drop(conn);
+        return;
+    }
+    size_t queued = evbuffer_get_length(output);
+    if (queued > conn->config->limits.outbound_queue_max) {
+        log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
+                 conn->peer, conn->path, queued);
+        conn_send_close_now(conn, WS_CLOSE_POLICY, "slow reader");
+        conn_drop(conn);
+    }
+}
+
+/* ------------------------------------------------------ HTTP responses */
+
+static void conn_respond(struct conn *conn, int status, const char *extra_headers,
+                         const char *body)
+{
+    char head[1024];
+    size_t body_length = body != NULL ? strlen(body) : 0;
+    int length = http_response_head(head, sizeof(head), status, "text/plain; charset=utf-8",
+                                    (long long)body_length, true, extra_headers);
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    if (length < 0 || evbuffer_add(output, head, (size_t)length) != 0 ||
+        evbuffer_add(output, body, body_length) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    conn_finish(conn);
+}
+
+static void conn_reject(struct conn *conn, const struct http_request *request, int status,
+                        const char *reason, const char *extra_headers)
+{
+    int method_length = request != NULL ? (int)request->method_length : 1;
+    int target_length = request != NULL ? (int)request->target_length : 1;
+    log_info(&conn->server->log, "reject %s \"%.*s %.*s\" %d: %s", conn->peer, method_length,
+             request != NULL ? request->method : "-", target_length,
+             request != NULL ? request->target : "-", status, reason);
+    char body[256];
+    snprintf(body, sizeof(body), "%d %s: %s\n", status, http_status_reason(status), reason);
+    conn_respond(conn, status, extra_headers, body);
+}
+
+/* ---------------------------------------------------------- static files */
+
+static void conn_serve_file(struct conn *conn, const struct http_request *request,
+                            const char *path, size_t path_length)
+{
+    bool head_only = http_request_method_is(request, "HEAD");
+    if (!head_only && !http_request_method_is(request, "GET")) {
+        conn_reject(conn, request, 405, "method not allowed", "Allow: GET, HEAD\r\n");
+        return;
+    }
+    const char *root = conn->config->http.static_root;
+    char file_path[4096];
+    int resolved = root != NULL ? static_files_resolve(root, path, path_length, file_path,
+                                                       sizeof(file_path))
+                                : STATIC_FILES_NOT_FOUND;
+    if (resolved == STATIC_FILES_BAD_REQUEST) {
+        conn_reject(conn, request, 400, "bad path", NULL);
+        return;
+    }
+    int fd = resolved == STATIC_FILES_OK ? open(file_path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat info;
+    if (fd < 0 || fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        conn_reject(conn, request, 404, "not found", NULL);
+        return;
+    }
+    char head[512];
+    int length = http_response_head(head, sizeof(head), 200,
+                                    static_files_content_type(file_path),
+                                    (long long)info.st_size, true,
+                                    "Cache-Control: no-cache\r\n");
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    if (length < 0 || evbuffer_add(output, head, (size_t)length) != 0) {
+        close(fd);
+        conn_drop(conn);
+        return;
+    }
+    if (head_only || info.st_size == 0) {
+        close(fd);
+    } else if (evbuffer_add_file(output, fd, 0, info.st_size) != 0) {
+        /* evbuffer_add_file closes fd on failure as well */
+        conn_drop(conn);
+        return;
+    }
+    log_debug(&conn->server->log, "static %s \"%.*s %.*s\" 200", conn->peer,
+              (int)request->method_length, request->method, (int)request->target_length,
+              request->target);
+    conn_finish(conn);
+}
+
+/* ------------------------------------------------------------ upgrade */
+
+static void conn_start_keepalive(struct conn *conn)
+{
+    conn->last_frame_at = conn_now();
+    evtimer_del(conn->timer);
+    unsigned interval = conn->config->websocket.ping_interval;
+    if (interval == 0)
+        return;
+    conn->next_ping_at = conn_time_add(conn->last_frame_at, interval);
+    conn_arm_timer_at(conn, conn->next_ping_at);
+}
+
+static int conn_subscribe(struct conn *conn, const char *channel)
+{
+    if (conn->route->mode != ROUTE_MODE_BROADCAST)
+        return 0;
+    conn->channel = strdup(channel);
+    if (conn->channel == NULL)
+        return -1;
+    return hub_subscribe(conn->server->hub, conn->channel, &conn->subscriber);
+}
+
+static void conn_upgrade(struct conn *conn, const struct http_request *request,
+                         const struct route_config *route, const char *channel)
+{
+    const struct websocket_config *ws = &conn->config->websocket;
+    struct handshake_policy policy = {
+        .allowed_origins = (const char *const *)ws->allowed_origins,
+        .allowed_origin_count = ws->allowed_origin_count,
+        .subprotocols = (const char *const *)ws->subprotocols,
+        .subprotocol_count = ws->subprotocol_count,
+    };
+    struct handshake_result result;
+    if (handshake_check(request, &policy, &result) != 101) {
+        conn_reject(conn, request, result.status, result.reason,
+                    result.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        return;
+    }
+    char response[512];
+    int length = handshake_response(response, sizeof(response), &result);
+    conn->route = route;
+    /* Subscribed before the 101 goes out: whatever is published after the
+     * client has seen 101 reaches it. */
+    if (length < 0 || conn_subscribe(conn, channel) != 0) {
+        log_error(&conn->server->log, "cannot set up %s %s", conn->peer, conn->path);
+        conn_reject(conn, request, 500, "internal error", NULL);
+        return;
+    }
+    if (evbuffer_add(bufferevent_get_output(conn->bev), response, (size_t)length) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    struct ws_decoder_options options = {
+        .max_message_size = ws->max_message_size,
+        .allowed_rsv = 0,
+        .require_mask = true,
+    };
+    ws_decoder_init(&conn->decoder, &options);
+    conn->state = CONN_OPEN;
+    conn->upgraded = true;
+    log_info(&conn->server->log, "open %s %s", conn->peer, conn->path);
+    conn_start_keepalive(conn);
+}
+
+static void conn_handle_request(struct conn *conn, const struct http_request *request)
+{
+    size_t path_length;
+    const char *query;
+    size_t query_length;
+    http_target_split(request->target, request->target_length, &path_length, &query,
+                      &query_length);
+    conn->path = strndup(request->target, path_length);
+    if (conn->path == NULL) {
+        conn_drop(conn);
+        return;
+    }
+    if (conn->over_limit) {
+        conn_reject(conn, request, 503, "too many connections", "Retry-After: 1\r\n");
+        return;
+    }
+    const struct route_config *route = NULL;
+    char channel[CHANNEL_NAME_MAX + 1] = "";
+    switch (route_match(conn->config, request->target, path_length, &route, channel,
+                        sizeof(channel))) {
+    case ROUTE_MATCHED:
+        conn_upgrade(conn, request, route, channel);
+        return;
+    case ROUTE_BAD_CHANNEL:
+        conn_reject(conn, request, 400, "invalid channel name", NULL);
+        return;
+    case ROUTE_NOT_FOUND:
+        break;
+    }
+    if (http_request_has_token(request, "Upgrade", "websocket")) {
+        conn_reject(conn, request, 404, "no WebSocket route for this path", NULL);
+        return;
+    }
+    conn_serve_file(conn, request, request->target, path_length);
+}
+
+static void conn_read_http(struct conn *conn)
+{
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    size_t limit = conn->config->limits.request_head_max;
+    size_t available = evbuffer_get_length(input);
+    size_t length = available < limit ? available : limit;
+    const char *head = (const char *)evbuffer_pullup(input, (ev_ssize_t)length);
+    if (head == NULL && length > 0) {
+        conn_drop(conn);
+        return;
+    }
+    struct http_request request;
+    int parsed = http_request_parse(head, length, limit, &request);
+    if (parsed == HTTP_PARSE_NEED_MORE)
+        return;
+    if (parsed == HTTP_PARSE_TOO_LARGE) {
+        conn_reject(conn, NULL, 431, "request head too large", NULL);
+        return;
+    }
+    if (parsed < 0) {
+        conn_reject(conn, NULL, 400, "malformed request", NULL);
+        return;
+    }
+    conn_handle_request(conn, &request);
+    /* The request points into the input buffer: drain only now. */
+    evbuffer_drain(input, (size_t)parsed);
+}
+
+/* ------------------------------------------------------------ frames */
+
+static void conn_fail(struct conn *conn, unsigned code, const char *reason)
+{
+    log_info(&conn->server->log, "fail %s %s: %s, closing %u", conn->peer, conn->path, reason,
+             code);
+    conn_write_close(conn, code, reason);
+    conn_finish(conn);
+}
+
+static void conn_handle_message(struct conn *conn, const struct ws_event *event)
+{
+    if (conn->route->mode == ROUTE_MODE_ECHO) {
+        conn_write_frame(conn, event->opcode, event->data, event->length);
+        return;
+    }
+    uint8_t header[WSFRAME_MAX_HEADER];
+    size_t header_length = wsframe_header_build(header, true, 0, event->opcode, event->length);
+    struct hub_message *message = hub_message_new(header_length + event->length);
+    if (message == NULL) {
+        conn_fail(conn, WS_CLOSE_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    memcpy(message->bytes, header, header_length);
+    if (event->length > 0)
+        memcpy(message->bytes + header_length, event->data, event->length);
+    hub_publish(conn->server->hub, conn->channel, message,
+                conn->route->echo_self ? NULL : &conn->subscriber);
+    hub_message_release(message);
+}
+
+static void conn_handle_close(struct conn *conn, const struct ws_event *event)
+{
+    if (conn->state == CONN_CLOSING) {
+        /* The peer answered our close: the handshake is complete. */
+        conn_finish(conn);
+        return;
+    }
+    /* Echo the peer's code; an empty close is answered with an empty one. */
+    conn_write_close(conn, event->close_code, "");
+    if (event->close_code == WS_CLOSE_NO_STATUS)
+        conn->close_code = WS_CLOSE_NO_STATUS;
+    conn_finish(conn);
+}
+
+static void conn_handle_event(struct conn *conn, const struct ws_event *event)
+{
+    switch (event->type) {
+    case WS_EVENT_MESSAGE:
+        if (conn->state == CONN_OPEN)
+            conn_handle_message(conn, event);
+        break;
+    case WS_EVENT_PING:
+        if (conn->state == CONN_OPEN)
+            conn_write_frame(conn, WS_OP_PONG, event->data, event->length);
+        break;
+    case WS_EVENT_PONG:
+    case WS_EVENT_NONE:
+        break;
+    case WS_EVENT_CLOSE:
+        conn_handle_close(conn, event);
+        break;
+    case WS_EVENT_ERROR:
+        conn_fail(conn, event->close_code, event->reason);
+        break;
+    }
+}
+
+static void conn_read_frames(struct conn *conn)
+{
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    while (conn->state == CONN_OPEN || conn->state == CONN_CLOSING) {
+        struct evbuffer_iovec chunk;
+        if (evbuffer_peek(input, -1, NULL, &chunk, 1) < 1 || chunk.iov_len == 0)
+            break;
+        struct ws_event event;
+        size_t used = ws_decoder_feed(&conn->decoder, chunk.iov_base, chunk.iov_len, &event);
+        evbuffer_drain(input, used);
+        conn_handle_event(conn, &event);
+    }
+    uint64_t frames = ws_decoder_frames(&conn->decoder);
+    if (frames != conn->frames_seen) {
+        conn->frames_seen = frames;
+        conn->last_frame_at = conn_now();
+    }
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *conn = arg;
+    switch (conn->state) {
+    case CONN_HTTP:
+        conn_read_http(conn);
+        break;
+    case CONN_OPEN:
+    case CONN_CLOSING:
+        break;
+    case CONN_LINGER:
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    case CONN_FLUSHING:
+    case CONN_DEAD:
+        return;
+    }
+    /* Bytes after the request head may already be frames. */
+    if (conn->state == CONN_OPEN || conn->state == CONN_CLOSING)
+        conn_read_frames(conn);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *conn = arg;
+    if (conn->state == CONN_FLUSHING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_linger(conn);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short events, void *arg)
+{
+    (void)bev;
+    struct conn *conn = arg;
+    if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (events & BEV_EVENT_ERROR)
+            log_debug(&conn->server->log, "socket error %s: %s", conn->peer,
+                      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_drop(conn);
+    }
+}
+
+static void conn_keepalive_tick(struct conn *conn)
+{
+    const struct websocket_config *ws = &conn->config->websocket;
+    struct timespec now = conn_now();
+    struct timespec deadline = conn_time_add(conn->last_frame_at, ws->ping_timeout);
+    if (conn_time_reached(now, deadline)) {
+        log_info(&conn->server->log, "ping timeout %s %s: nothing received for %u s",
+                 conn->peer, conn->path, ws->ping_timeout);
+        conn_send_close_now(conn, WS_CLOSE_GOING_AWAY, "ping timeout");
+        conn_drop(conn);
+        return;
+    }
+    if (conn_time_reached(now, conn->next_ping_at)) {
+        conn_write_frame(conn, WS_OP_PING, NULL, 0);
+        conn->next_ping_at = conn_time_add(now, ws->ping_interval);
+    }
+    bool ping_first = !conn_time_reached(conn->next_ping_at, deadline);
+    conn_arm_timer_at(conn, ping_first ? conn->next_ping_at : deadline);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct conn *conn = arg;
+    switch (conn->state) {
+    case CONN_HTTP:
+        log_info(&conn->server->log, "handshake timeout %s", conn->peer);
+        conn_respond(conn, 408, NULL, "408 Request Timeout\n");
+        break;
+    case CONN_OPEN:
+        conn_keepalive_tick(conn);
+        break;
+    case CONN_CLOSING:
+        log_info(&conn->server->log, "close timeout %s %s", conn->peer, conn->path);
+        conn_drop(conn);
+        break;
+    case CONN_FLUSHING:
+    case CONN_LINGER:
+        conn_drop(conn);
+        break;
+    case CONN_DEAD:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------ closing */
+
+void conn_close(struct conn *conn, unsigned code, const char *reason)
+{
+    if (conn->state == CONN_OPEN) {
+        conn_write_close(conn, code, reason);
+        conn->state = CONN_CLOSING;
+        evtimer_del(conn->timer);
+        conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout);
+    } else if (conn->state == CONN_HTTP) {
+        conn_drop(conn);
+    }
+}
+
+void conn_close_all(struct server *server, unsigned code, const char *reason)
+{
+    for (struct conn *conn = server->connections; conn != NULL; conn = conn->next)
+        conn_close(conn, code, reason);
+}
+
+void conn_drop_all(struct server *server)
+{
+    for (struct conn *conn = server->connections; conn != NULL; conn = conn->next)
+        conn_drop(conn);
+}

@@ -1,0 +1,35 @@
+/* conn — one client connection: the HTTP request head, the upgrade, the
+ * WebSocket read path, keep-alive and close handshake, and a bounded output
+ * queue. A connection owns its bufferevent, its decoder state and its timer.
+ *
+ * Lifecycle: conn_accept creates it; it is never freed from inside one of
+ * its own callbacks: a finished connection is marked dead, unlinked from the
+ * hub and queued on the server's reap list, and conn_reap frees it from the
+ * loop later. */
+#ifndef WSBROKER_CONN_H
+#define WSBROKER_CONN_H
+
+#include <event2/util.h>
+#include <sys/socket.h>
+
+struct server;
+struct conn;
+
+/* Takes ownership of fd (an accepted socket). */
+void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
+                 int address_length);
+
+/* Starts a server-initiated close: a WebSocket gets a close frame with code
+ * and reason and close_timeout to answer; anything else is dropped. */
+void conn_close(struct conn *conn, unsigned code, const char *reason);
+
+/* Drops every connection on the reap list. */
+void conn_reap(struct server *server);
+
+/* Closes every live connection with 1001 (shutdown). */
+void conn_close_all(struct server *server, unsigned code, const char *reason);
+
+/* Drops every live connection at once. */
+void conn_drop_all(struct server *server);
+
+#endif

@@ -1,0 +1,55 @@
+/* server — the broker process: listeners, the current configuration, the
+ * hub, every live connection, signals and shutdown. All mutable state of the
+ * daemon hangs off one struct server. */
+#ifndef WSBROKER_SERVER_H
+#define WSBROKER_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+
+struct conn;
+
+struct server {
+    struct event_base *base;
+    struct config *config;          /* current; new connections retain it */
+    char *config_path;
+    struct log log;
+    struct hub *hub;
+    struct evconnlistener **listeners;
+    size_t listener_count;
+    struct conn *connections;       /* every live connection (conn.c links them) */
+    struct conn *reap_list;         /* closed connections waiting to be freed */
+    struct event *reap_event;
+    struct event *accept_resume_timer;
+    bool accept_paused;
+    struct event *signal_events[3];
+    struct event *shutdown_timer;
+    unsigned connection_count;
+    bool shutting_down;
+};
+
+/* Sets up the server for config (which it retains): event base, hub, signal
+ * handlers and one listener per listen entry. Returns 0, or -1 after
+ * logging why (a listen failure names the address and port). */
+int server_init(struct server *server, struct config *config, const char *config_path);
+
+/* Runs the event loop until shutdown completes. Returns 0. */
+int server_run(struct server *server);
+
+/* Frees everything server_init set up. */
+void server_cleanup(struct server *server);
+
+/* For conn.c: queue a closed connection to be freed on the next loop pass. */
+void server_schedule_reap(struct server *server);
+
+/* For conn.c: called after a connection was freed. */
+void server_connection_gone(struct server *server);
+
+#endif
