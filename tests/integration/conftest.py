@@ -13,7 +13,6 @@ sanitizer report on stderr.
 """
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -153,8 +152,11 @@ def make_static_root(base):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(content)
-    with open(os.path.join(str(base), "secret"), "w") as f:
+    secret = os.path.join(str(base), "secret")
+    with open(secret, "w") as f:
         f.write(SECRET_CONTENT)
+    # A symlink inside the root that leads out of it.
+    os.symlink(secret, os.path.join(root, "escape.txt"))
     return root
 
 
@@ -287,8 +289,9 @@ class Broker:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def reload(self, overrides=None, text=None):
-        """Rewrites the config file and sends SIGHUP."""
+    def reload(self, text=None, **overrides):
+        """Rewrites the config file (the defaults with these overrides, or
+        text) and sends SIGHUP."""
         self.write_config(overrides, text)
         self.signal(signal.SIGHUP)
 

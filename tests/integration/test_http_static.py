@@ -8,8 +8,13 @@ from conftest import SECRET_CONTENT, STATIC_FILES
 from wsclient import WSClient, http_exchange, http_request, read_until_close
 
 
-def assert_closing_response(response, status):
+def assert_closing_response(response, status, head=False):
+    """status, Content-Length matching the body (unless HEAD), Connection:
+    close, and the server closing TCP after the response."""
     assert response.status == status, response
+    assert response.header("Content-Length") is not None, response
+    if not head:
+        assert int(response.header("Content-Length")) == len(response.body), response
     assert response.header("Connection") is not None, response
     assert response.header("Connection").lower() == "close", response
     assert response.closed, "server did not close after the response: %r" % response
@@ -40,7 +45,7 @@ def test_query_string_is_ignored_for_files(shared_broker):
 
 def test_head_sends_headers_without_body(shared_broker):
     response = http_request(shared_broker.port, "/style.css", method="HEAD")
-    assert_closing_response(response, 200)
+    assert_closing_response(response, 200, head=True)
     assert response.header("Content-Type") == "text/css; charset=utf-8"
     assert int(response.header("Content-Length")) == len(STATIC_FILES["style.css"])
     assert response.body == b""
@@ -79,6 +84,12 @@ def test_path_traversal_never_leaves_static_root(shared_broker, target):
     assert response.status in (400, 404), response
     assert SECRET_CONTENT.encode() not in response.body
     assert response.closed
+
+
+def test_symlink_leading_out_of_root_is_not_followed(shared_broker):
+    response = http_request(shared_broker.port, "/escape.txt")
+    assert response.status in (403, 404), response
+    assert SECRET_CONTENT.encode() not in response.body
 
 
 @pytest.mark.parametrize("request_bytes", [

@@ -4,7 +4,7 @@ import socket
 import time
 
 from conftest import run_wsbroker
-from wsclient import OP_PING, OP_PONG, OP_TEXT, ConnectionClosed, ws_connect
+from wsclient import OP_PING, OP_TEXT, ConnectionClosed, ws_connect
 
 KEEPALIVE = {"ping_interval": 1, "ping_timeout": 2}
 

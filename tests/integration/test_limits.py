@@ -5,19 +5,8 @@ import struct
 import threading
 import time
 
-from wsclient import (OP_BINARY, OP_TEXT, ConnectionClosed, WSClient, build_frame,
-                      http_request, upgrade, ws_connect)
-
-
-def upgrade_until(port, path, status, timeout=3.0):
-    """Retries an upgrade until it gets `status` (bounded); returns the last
-    response. Closing is asynchronous, so a freed slot may take a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = upgrade(port, path)
-        if response.status == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
+from wsclient import (OP_BINARY, OP_TEXT, WSClient, build_frame,
+                      http_request, upgrade, upgrade_until, ws_connect)
 
 
 def test_upgrade_over_max_connections_is_503_with_retry_after(broker):

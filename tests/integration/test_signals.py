@@ -7,16 +7,8 @@ import time
 import pytest
 
 from conftest import DEFAULT_ROUTES, line_of
-from wsclient import OP_BINARY, OP_TEXT, WSClient, build_frame, upgrade, ws_connect
-
-
-def upgrade_until(port, path, status, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        response = upgrade(port, path)
-        if response.status == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
+from wsclient import (OP_BINARY, OP_TEXT, WSClient, build_frame, upgrade, upgrade_until,
+                      ws_connect)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

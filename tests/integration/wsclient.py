@@ -575,3 +575,15 @@ def upgrade(port, path="/echo", headers=None, method="GET", version="HTTP/1.1",
             response.body = bytes(client.buf) + rest
             response.closed = closed
         return response
+
+
+def upgrade_until(port, path, status, timeout=5.0):
+    """Repeats an upgrade until it is answered with `status` or timeout
+    passes; returns the last response. For changes the daemon applies
+    asynchronously (a freed connection slot, a reload)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = upgrade(port, path)
+        if response.status == status or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
