@@ -116,10 +116,12 @@ def broker(tmp_path):
 def browser():
     """A factory: browser(width, height) starts one more headless Chromium
     with its own profile. Every session is closed at teardown."""
-    webdriver = pytest.importorskip("selenium.webdriver")
+    # A missing browser is a failure, not a skip: `make check` installs it
+    # (scripts/install-deps --tests), so its absence means a broken setup.
+    from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    if not os.access(CHROMEDRIVER, os.X_OK):
-        pytest.skip(f"{CHROMEDRIVER} not found (Debian packages chromium, chromium-driver)")
+    assert os.access(CHROMEDRIVER, os.X_OK), \
+        f"{CHROMEDRIVER} not found (Debian packages chromium, chromium-driver)"
 
     drivers = []
     profiles = []
