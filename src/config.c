@@ -1,0 +1,1133 @@
+/* config — reads wsbroker.conf (libconfig syntax) into one validated,
+ * immutable struct config.
+ *
+ * The accepted keys, their types, ranges and defaults live in the tables
+ * below; one generic walker reads any group against its table, so adding a
+ * key is one table line (plus a check function when it depends on another
+ * key). The same tables drive freeing. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "route.h"
+
+/* A config file is a few kilobytes; anything far larger is a mistake
+ * (wrong file) and is refused before it costs memory. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_KEY_PATH_MAX 160
+
+#define CONFIG_ALNUM "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+#define CONFIG_TCHARS CONFIG_ALNUM "!#$%&'*+-.^_`|~"
+
+struct config_loader {
+    const char *name;            /* file name for messages */
+    const char *base_directory;  /* relative paths resolve against it; NULL = cwd */
+    char *error;
+    size_t error_size;
+};
+
+enum config_kind {
+    CONFIG_KIND_UINT,            /* unsigned, range min..max */
+    CONFIG_KIND_U64,             /* uint64_t, range min..max */
+    CONFIG_KIND_BOOL,            /* bool */
+    CONFIG_KIND_STRING,          /* char *, NULL when absent */
+    CONFIG_KIND_STRINGS,         /* char ** at offset, size_t count at count_offset */
+    CONFIG_KIND_LOG_LEVEL,       /* enum log_level, one of choices */
+    CONFIG_KIND_ROUTE_MODE,      /* enum route_mode, one of choices */
+    CONFIG_KIND_GROUP,           /* embedded struct read with table */
+    CONFIG_KIND_LIST,            /* array of table->object_size items at offset,
+                                    size_t count at count_offset; min = 1 when it
+                                    must not be empty */
+};
+
+struct config_table;
+
+/* Cross-key checks of one group, after its keys are read: items[index] is
+ * the struct just filled, setting its group (NULL when absent), path its
+ * key path for messages. Returns 0 or -1 with the error written. */
+typedef int config_check_fn(struct config_loader *loader, const config_setting_t *setting,
+                            void *items, size_t index, const char *path);
+
+struct config_key {
+    const char *name;
+    enum config_kind kind;
+    size_t offset;
+    size_t count_offset;
+    uint64_t min;
+    uint64_t max;
+    uint64_t def;
+    bool required;
+    const char *const *choices;
+    size_t choice_count;
+    const struct config_table *table;
+};
+
+struct config_table {
+    const struct config_key *keys;
+    size_t key_count;
+    size_t object_size;
+    config_check_fn *check;
+};
+
+#define CONFIG_COUNT(array) (sizeof(array) / sizeof((array)[0]))
+#define CONFIG_TABLE(keys, type, check) \
+    { (keys), CONFIG_COUNT(keys), sizeof(type), (check) }
+
+static config_check_fn config_listen_check;
+static config_check_fn config_websocket_check;
+static config_check_fn config_route_check;
+static config_check_fn config_http_check;
+
+static const char *const config_log_levels[] = {
+    [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_WARN] = "warn",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_DEBUG] = "debug",
+};
+
+static const char *const config_route_modes[] = {
+    [ROUTE_MODE_ECHO] = "echo",
+    [ROUTE_MODE_BROADCAST] = "broadcast",
+};
+
+static const struct config_key config_listen_keys[] = {
+    { .name = "address", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct listen_config, address), .required = true },
+    { .name = "port", .kind = CONFIG_KIND_UINT, .offset = offsetof(struct listen_config, port),
+      .min = 1, .max = 65535, .required = true },
+};
+static const struct config_table config_listen_table =
+    CONFIG_TABLE(config_listen_keys, struct listen_config, config_listen_check);
+
+static const struct config_key config_websocket_keys[] = {
+    { .name = "allowed_origins", .kind = CONFIG_KIND_STRINGS,
+      .offset = offsetof(struct websocket_config, allowed_origins),
+      .count_offset = offsetof(struct websocket_config, allowed_origin_count) },
+    { .name = "subprotocols", .kind = CONFIG_KIND_STRINGS,
+      .offset = offsetof(struct websocket_config, subprotocols),
+      .count_offset = offsetof(struct websocket_config, subprotocol_count) },
+    { .name = "max_message_size", .kind = CONFIG_KIND_U64,
+      .offset = offsetof(struct websocket_config, max_message_size),
+      .min = 1, .max = UINT64_C(1) << 31, .def = 1048576 },
+    { .name = "ping_interval", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct websocket_config, ping_interval), .min = 0, .max = 86400, .def = 25 },
+    { .name = "ping_timeout", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct websocket_config, ping_timeout), .min = 1, .max = 86400, .def = 60 },
+    { .name = "handshake_timeout", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct websocket_config, handshake_timeout), .min = 1, .max = 3600,
+      .def = 10 },
+    { .name = "close_timeout", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct websocket_config, close_timeout), .min = 1, .max = 3600, .def = 5 },
+};
+static const struct config_table config_websocket_table =
+    CONFIG_TABLE(config_websocket_keys, struct websocket_config, config_websocket_check);
+
+static const struct config_key config_limits_keys[] = {
+    { .name = "max_connections", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct limits_config, max_connections), .min = 1, .max = 10000000,
+      .def = 100000 },
+    { .name = "outbound_queue_max", .kind = CONFIG_KIND_U64,
+      .offset = offsetof(struct limits_config, outbound_queue_max), .min = 1024,
+      .max = UINT64_C(1) << 40, .def = 4194304 },
+    { .name = "request_head_max", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct limits_config, request_head_max), .min = 1024, .max = 1048576,
+      .def = 8192 },
+};
+static const struct config_table config_limits_table =
+    CONFIG_TABLE(config_limits_keys, struct limits_config, NULL);
+
+static const struct config_key config_route_keys[] = {
+    { .name = "path", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct route_config, path),
+      .required = true },
+    { .name = "mode", .kind = CONFIG_KIND_ROUTE_MODE, .offset = offsetof(struct route_config, mode),
+      .required = true, .choices = config_route_modes,
+      .choice_count = CONFIG_COUNT(config_route_modes) },
+    { .name = "channel", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct route_config, channel) },
+    { .name = "echo_self", .kind = CONFIG_KIND_BOOL,
+      .offset = offsetof(struct route_config, echo_self), .def = true },
+};
+static const struct config_table config_route_table =
+    CONFIG_TABLE(config_route_keys, struct route_config, config_route_check);
+
+static const struct config_key config_http_keys[] = {
+    { .name = "static_root", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct http_config, static_root) },
+};
+static const struct config_table config_http_table =
+    CONFIG_TABLE(config_http_keys, struct http_config, config_http_check);
+
+static const struct config_key config_root_keys[] = {
+    { .name = "listen", .kind = CONFIG_KIND_LIST, .offset = offsetof(struct config, listeners),
+      .count_offset = offsetof(struct config, listener_count), .min = 1, .required = true,
+      .table = &config_listen_table },
+    { .name = "websocket", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, websocket),
+      .table = &config_websocket_table },
+    { .name = "limits", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, limits),
+      .table = &config_limits_table },
+    { .name = "routes", .kind = CONFIG_KIND_LIST, .offset = offsetof(struct config, routes),
+      .count_offset = offsetof(struct config, route_count), .table = &config_route_table },
+    { .name = "http", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, http),
+      .table = &config_http_table },
+    { .name = "log_level", .kind = CONFIG_KIND_LOG_LEVEL, .offset = offsetof(struct config, log_level),
+      .def = LOG_LEVEL_INFO, .choices = config_log_levels,
+      .choice_count = CONFIG_COUNT(config_log_levels) },
+    { .name = "shutdown_timeout", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct config, shutdown_timeout), .min = 1, .max = 3600, .def = 5 },
+};
+static const struct config_table config_root_table =
+    CONFIG_TABLE(config_root_keys, struct config, NULL);
+
+/* ---- messages ---- */
+
+__attribute__((format(printf, 3, 0)))
+static int config_vfail(struct config_loader *loader, unsigned line, const char *format,
+                        va_list args)
+{
+    if (loader->error == NULL || loader->error_size == 0)
+        return -1;
+    int n = line > 0 ? snprintf(loader->error, loader->error_size, "%s:%u: ", loader->name, line)
+                     : snprintf(loader->error, loader->error_size, "%s: ", loader->name);
+    if (n >= 0 && (size_t)n < loader->error_size)
+        vsnprintf(loader->error + n, loader->error_size - (size_t)n, format, args);
+    return -1;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int config_fail_at(struct config_loader *loader, unsigned line, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    config_vfail(loader, line, format, args);
+    va_end(args);
+    return -1;
+}
+
+/* Blames setting's own line; line 0 (the root, or NULL) gives "FILE: ...". */
+__attribute__((format(printf, 3, 4)))
+static int config_fail(struct config_loader *loader, const config_setting_t *setting,
+                       const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    config_vfail(loader, setting != NULL ? config_setting_source_line(setting) : 0, format, args);
+    va_end(args);
+    return -1;
+}
+
+static int config_fail_memory(struct config_loader *loader)
+{
+    return config_fail_at(loader, 0, "out of memory");
+}
+
+/* Key paths only label messages: a cut one still points the right way, so
+ * truncation is accepted. */
+static void config_key_path(char *out, const char *parent, const char *name)
+{
+    int n = parent[0] == '\0' ? snprintf(out, CONFIG_KEY_PATH_MAX, "%s", name)
+                              : snprintf(out, CONFIG_KEY_PATH_MAX, "%s.%s", parent, name);
+    if (n < 0)
+        out[0] = '\0';
+}
+
+static void config_item_path(char *out, const char *list, size_t index)
+{
+    if (snprintf(out, CONFIG_KEY_PATH_MAX, "%s[%zu]", list, index) < 0)
+        out[0] = '\0';
+}
+
+/* ---- small helpers ---- */
+
+static void *config_field(void *object, size_t offset)
+{
+    return (char *)object + offset;
+}
+
+/* List fields hold typed pointers (struct route_config *); memcpy moves them
+ * without reading one pointer type through another. */
+static void *config_get_pointer(const void *field)
+{
+    void *pointer;
+    memcpy(&pointer, field, sizeof(pointer));
+    return pointer;
+}
+
+static void config_set_pointer(void *field, void *pointer)
+{
+    memcpy(field, &pointer, sizeof(pointer));
+}
+
+static const config_setting_t *config_member(const config_setting_t *group, const char *name)
+{
+    return group != NULL ? config_setting_get_member(group, name) : NULL;
+}
+
+static char *config_join(const char *directory, const char *name)
+{
+    size_t directory_length = strlen(directory);
+    size_t name_length = strlen(name);
+    bool slash = directory_length == 0 || directory[directory_length - 1] != '/';
+    char *joined = malloc(directory_length + slash + name_length + 1);
+
+    if (joined == NULL)
+        return NULL;
+    memcpy(joined, directory, directory_length);
+    if (slash)
+        joined[directory_length] = '/';
+    memcpy(joined + directory_length + slash, name, name_length + 1);
+    return joined;
+}
+
+/* ---- integers libconfig 1.5 would wrap ---- */
+
+static bool config_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int config_digit_value(char c, bool hex)
+{
+    if (config_is_digit(c))
+        return c - '0';
+    if (hex && c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (hex && c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static const char *config_skip_float(const char *p)
+{
+    while (config_is_digit(*p) || *p == '.')
+        p++;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        while (config_is_digit(*p))
+            p++;
+    }
+    return p;
+}
+
+/* Scans the number at p and returns its end; *widen says it is an integer
+ * literal beyond int range that has no L suffix. */
+static const char *config_scan_number(const char *p, bool *widen)
+{
+    bool hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
+    unsigned base = hex ? 16 : 10;
+    unsigned long long value = 0;
+    int digit;
+
+    p += hex ? 2 : 0;
+    for (; (digit = config_digit_value(*p, hex)) >= 0; p++) {
+        if (value <= INT_MAX)   /* past INT_MAX only "too big" matters */
+            value = value * base + (unsigned)digit;
+    }
+    if (!hex && (*p == '.' || *p == 'e' || *p == 'E'))
+        return config_skip_float(p);
+    *widen = *p != 'L' && value > INT_MAX;
+    return p;
+}
+
+static const char *config_skip_string(const char *p)
+{
+    for (p++; *p != '\0' && *p != '"'; p++) {
+        if (*p == '\\' && p[1] != '\0')
+            p++;
+    }
+    return *p == '"' ? p + 1 : p;
+}
+
+static const char *config_skip_token(const char *p, bool *widen)
+{
+    if (*p == '"')
+        return config_skip_string(p);
+    if (*p == '#' || (p[0] == '/' && p[1] == '/'))
+        return p + strcspn(p, "\n");
+    if (p[0] == '/' && p[1] == '*') {
+        const char *end = strstr(p + 2, "*/");
+        return end != NULL ? end + 2 : p + strlen(p);
+    }
+    if (*p == '*' || strchr(CONFIG_ALNUM, *p) != NULL) {
+        if (config_is_digit(*p))
+            return config_scan_number(p, widen);
+        return p + strspn(p, CONFIG_ALNUM "_-*");   /* a name: its digits are no number */
+    }
+    if (*p == '.' && config_is_digit(p[1]))
+        return config_skip_float(p);
+    return p + 1;
+}
+
+static unsigned config_line_at(const char *text, const char *at)
+{
+    unsigned line = 1;
+    for (const char *p = text; p < at; p++)
+        line += *p == '\n';
+    return line;
+}
+
+/* Enough of libconfig's grammar to know where a string may stand: the last
+ * token and the innermost open bracket. */
+struct config_prepass {
+    char previous;              /* first byte of the last token; 0 at the start */
+    char open[64];              /* open brackets, innermost last */
+    size_t depth;               /* may exceed the array: deeper levels unknown */
+};
+
+static void config_prepass_step(struct config_prepass *state, const char *token)
+{
+    char c = token[0];
+    if (strchr(" \t\r\n\f\v#", c) != NULL || (c == '/' && (token[1] == '/' || token[1] == '*')))
+        return;
+    if (strchr("{([", c) != NULL) {
+        if (state->depth < sizeof(state->open))
+            state->open[state->depth] = c;
+        state->depth++;
+    } else if (strchr("})]", c) != NULL && state->depth > 0) {
+        state->depth--;
+    }
+    state->previous = c;
+}
+
+/* What the pre-pass refuses itself, or NULL. Directives: an @include'd file
+ * would bypass the pass. A string where no value may stand ("log_level
+ * "info";", "a = "x", "y";" in a group): libconfig 1.5 leaks the string's
+ * buffer on that syntax error, so it is reported here first, in libconfig's
+ * own words. */
+static const char *config_prepass_problem(const struct config_prepass *state, const char *p)
+{
+    if (*p == '@')
+        return "directives such as @include are not supported";
+    if (*p != '"' || state->previous == '\0')
+        return *p == '"' ? "syntax error" : NULL;
+    if (strchr("=:([\"", state->previous) != NULL)
+        return NULL;
+    bool in_list = state->depth > sizeof(state->open) ||
+                   (state->depth > 0 && state->open[state->depth - 1] != '{');
+    return state->previous == ',' && in_list ? NULL : "syntax error";
+}
+
+/* libconfig 1.5 keeps an integer literal without the L suffix in an int and
+ * silently wraps anything larger: 2147483648 reads as -2147483648 and
+ * 1099511627776 as 0. Appending the suffix to such literals before parsing
+ * makes them 64-bit, so every value means what it says. Only characters
+ * inside lines are inserted, so libconfig's line numbers stay right. */
+static char *config_prepass_text(struct config_loader *loader, const char *text)
+{
+    size_t length = strlen(text);
+    /* a widened literal has at least ten characters of its own */
+    char *out = malloc(length + length / 8 + 2);
+    size_t n = 0;
+    struct config_prepass state = { .previous = '\0' };
+
+    if (out == NULL) {
+        config_fail_memory(loader);
+        return NULL;
+    }
+    for (const char *p = text; *p != '\0';) {
+        const char *problem = config_prepass_problem(&state, p);
+        if (problem != NULL) {
+            config_fail_at(loader, config_line_at(text, p), "%s", problem);
+            free(out);
+            return NULL;
+        }
+        bool widen = false;
+        const char *end = config_skip_token(p, &widen);
+        config_prepass_step(&state, p);
+        memcpy(out + n, p, (size_t)(end - p));
+        n += (size_t)(end - p);
+        if (widen)
+            out[n++] = 'L';
+        p = end;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* ---- reading values ---- */
+
+static int config_read_group(struct config_loader *loader, const config_setting_t *group,
+                             const struct config_table *table, void *items, size_t index,
+                             const char *path);
+
+static int config_read_integer(struct config_loader *loader, const config_setting_t *setting,
+                               const struct config_key *key, const char *path, uint64_t *value)
+{
+    int type = config_setting_type(setting);
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+        return config_fail(loader, setting, "'%s' must be an integer", path);
+    long long number = config_setting_get_int64(setting);
+    if (number < 0 || (unsigned long long)number < key->min ||
+        (unsigned long long)number > key->max)
+        return config_fail(loader, setting, "'%s' must be between %" PRIu64 " and %" PRIu64,
+                           path, key->min, key->max);
+    *value = (uint64_t)number;
+    return 0;
+}
+
+static int config_read_choice(struct config_loader *loader, const config_setting_t *setting,
+                              const struct config_key *key, const char *path, size_t *choice)
+{
+    const char *value = config_setting_get_string(setting);
+    for (size_t i = 0; value != NULL && i < key->choice_count; i++) {
+        if (strcmp(value, key->choices[i]) == 0) {
+            *choice = i;
+            return 0;
+        }
+    }
+    char names[128] = "";
+    for (size_t i = 0; i < key->choice_count; i++) {
+        size_t used = strlen(names);
+        snprintf(names + used, sizeof(names) - used, "%s%s", i > 0 ? ", " : "", key->choices[i]);
+    }
+    return config_fail(loader, setting, "'%s' must be one of %s", path, names);
+}
+
+static int config_read_text_value(struct config_loader *loader, const config_setting_t *setting,
+                                  const char *path, char **out)
+{
+    const char *value = config_setting_get_string(setting);
+    if (config_setting_type(setting) != CONFIG_TYPE_STRING || value == NULL)
+        return config_fail(loader, setting, "'%s' must be a string", path);
+    *out = strdup(value);
+    return *out != NULL ? 0 : config_fail_memory(loader);
+}
+
+static int config_read_strings(struct config_loader *loader, const config_setting_t *setting,
+                               const struct config_key *key, void *object, const char *path)
+{
+    int type = config_setting_type(setting);
+    if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+        return config_fail(loader, setting, "'%s' must be an array of strings", path);
+    size_t count = (size_t)config_setting_length(setting);
+    if (count == 0)
+        return 0;
+    char **strings = calloc(count, sizeof(*strings));
+    if (strings == NULL)
+        return config_fail_memory(loader);
+    char ***field = config_field(object, key->offset);
+    size_t *stored = config_field(object, key->count_offset);
+    *field = strings;
+    /* counted as they are filled, so a failure half way frees cleanly */
+    for (size_t i = 0; i < count; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        if (config_setting_type(element) != CONFIG_TYPE_STRING)
+            return config_fail(loader, element, "'%s' must be an array of strings", path);
+        if (config_read_text_value(loader, element, path, &strings[i]) != 0)
+            return -1;
+        *stored = i + 1;
+    }
+    return 0;
+}
+
+static int config_read_list(struct config_loader *loader, const config_setting_t *setting,
+                            const struct config_key *key, void *object, const char *path)
+{
+    if (config_setting_type(setting) != CONFIG_TYPE_LIST)
+        return config_fail(loader, setting, "'%s' must be a list of groups", path);
+    size_t count = (size_t)config_setting_length(setting);
+    if (count < key->min)
+        return config_fail(loader, setting, "'%s' must not be empty", path);
+    if (count == 0)
+        return 0;
+    void *items = calloc(count, key->table->object_size);
+    if (items == NULL)
+        return config_fail_memory(loader);
+    config_set_pointer(config_field(object, key->offset), items);
+    *(size_t *)config_field(object, key->count_offset) = count;
+    for (size_t i = 0; i < count; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        char item_path[CONFIG_KEY_PATH_MAX];
+        config_item_path(item_path, path, i);
+        if (config_setting_type(element) != CONFIG_TYPE_GROUP)
+            return config_fail(loader, element, "'%s' must be a list of groups", path);
+        if (config_read_group(loader, element, key->table, items, i, item_path) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int config_read_value(struct config_loader *loader, const config_setting_t *setting,
+                             const struct config_key *key, void *object, const char *path)
+{
+    void *field = config_field(object, key->offset);
+    uint64_t number;
+    size_t choice;
+
+    switch (key->kind) {
+    case CONFIG_KIND_UINT:
+        if (config_read_integer(loader, setting, key, path, &number) != 0)
+            return -1;
+        *(unsigned *)field = (unsigned)number;
+        return 0;
+    case CONFIG_KIND_U64:
+        return config_read_integer(loader, setting, key, path, (uint64_t *)field);
+    case CONFIG_KIND_BOOL:
+        if (config_setting_type(setting) != CONFIG_TYPE_BOOL)
+            return config_fail(loader, setting, "'%s' must be true or false", path);
+        *(bool *)field = config_setting_get_bool(setting) != 0;
+        return 0;
+    case CONFIG_KIND_STRING:
+        return config_read_text_value(loader, setting, path, (char **)field);
+    case CONFIG_KIND_STRINGS:
+        return config_read_strings(loader, setting, key, object, path);
+    case CONFIG_KIND_LOG_LEVEL:
+        if (config_read_choice(loader, setting, key, path, &choice) != 0)
+            return -1;
+        *(enum log_level *)field = (enum log_level)choice;
+        return 0;
+    case CONFIG_KIND_ROUTE_MODE:
+        if (config_read_choice(loader, setting, key, path, &choice) != 0)
+            return -1;
+        *(enum route_mode *)field = (enum route_mode)choice;
+        return 0;
+    case CONFIG_KIND_GROUP:
+        if (config_setting_type(setting) != CONFIG_TYPE_GROUP)
+            return config_fail(loader, setting, "'%s' must be a group", path);
+        return config_read_group(loader, setting, key->table, field, 0, path);
+    case CONFIG_KIND_LIST:
+        return config_read_list(loader, setting, key, object, path);
+    }
+    return config_fail(loader, setting, "'%s' has an unknown kind", path);
+}
+
+static void config_apply_defaults(const struct config_table *table, void *object)
+{
+    for (size_t i = 0; i < table->key_count; i++) {
+        const struct config_key *key = &table->keys[i];
+        void *field = config_field(object, key->offset);
+        if (key->kind == CONFIG_KIND_UINT)
+            *(unsigned *)field = (unsigned)key->def;
+        else if (key->kind == CONFIG_KIND_U64)
+            *(uint64_t *)field = key->def;
+        else if (key->kind == CONFIG_KIND_BOOL)
+            *(bool *)field = key->def != 0;
+        else if (key->kind == CONFIG_KIND_LOG_LEVEL)
+            *(enum log_level *)field = (enum log_level)key->def;
+        else if (key->kind == CONFIG_KIND_ROUTE_MODE)
+            *(enum route_mode *)field = (enum route_mode)key->def;
+    }
+}
+
+static const struct config_key *config_find_key(const struct config_table *table, const char *name)
+{
+    for (size_t i = 0; i < table->key_count; i++) {
+        if (strcmp(table->keys[i].name, name) == 0)
+            return &table->keys[i];
+    }
+    return NULL;
+}
+
+/* Fills items[index] from group (NULL: the group is absent, defaults
+ * only), then runs the table's cross-key check. */
+static int config_read_group(struct config_loader *loader, const config_setting_t *group,
+                             const struct config_table *table, void *items, size_t index,
+                             const char *path)
+{
+    void *object = (char *)items + index * table->object_size;
+    char key_path[CONFIG_KEY_PATH_MAX];
+
+    config_apply_defaults(table, object);
+    for (int i = 0; group != NULL && i < config_setting_length(group); i++) {
+        const config_setting_t *member = config_setting_get_elem(group, (unsigned)i);
+        const char *name = config_setting_name(member);
+        const struct config_key *key = config_find_key(table, name);
+        config_key_path(key_path, path, name);
+        if (key == NULL)
+            return config_fail(loader, member, "unknown key '%s'", key_path);
+        if (config_read_value(loader, member, key, object, key_path) != 0)
+            return -1;
+    }
+    for (size_t i = 0; i < table->key_count; i++) {
+        const struct config_key *key = &table->keys[i];
+        if (config_member(group, key->name) != NULL)
+            continue;
+        config_key_path(key_path, path, key->name);
+        if (key->required)
+            return config_fail(loader, group, "'%s' is required", key_path);
+        if (key->kind == CONFIG_KIND_GROUP &&
+            config_read_group(loader, NULL, key->table, config_field(object, key->offset), 0,
+                              key_path) != 0)
+            return -1;
+    }
+    return table->check != NULL ? table->check(loader, group, items, index, path) : 0;
+}
+
+/* ---- cross-key checks ---- */
+
+static int config_address_parse(const char *address, int *family, unsigned char bytes[16])
+{
+    if (inet_pton(AF_INET, address, bytes) == 1) {
+        *family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, address, bytes) == 1) {
+        *family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+static int config_listen_check(struct config_loader *loader, const config_setting_t *setting,
+                               void *items, size_t index, const char *path)
+{
+    const struct listen_config *listeners = items;
+    const struct listen_config *listener = &listeners[index];
+    unsigned char bytes[16] = { 0 };
+    int family;
+
+    if (config_address_parse(listener->address, &family, bytes) != 0)
+        return config_fail(loader, config_member(setting, "address"),
+                           "'%s.address' must be a numeric IPv4 or IPv6 address", path);
+    for (size_t i = 0; i < index; i++) {
+        unsigned char other[16] = { 0 };
+        int other_family;
+        if (config_address_parse(listeners[i].address, &other_family, other) == 0 &&
+            other_family == family && memcmp(other, bytes, sizeof(bytes)) == 0 &&
+            listeners[i].port == listener->port)
+            return config_fail(loader, setting, "'%s' repeats listen[%zu] (%s port %u)", path,
+                               i, listener->address, listener->port);
+    }
+    return 0;
+}
+
+static bool config_port_valid(const char *port)
+{
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0')
+        return false;
+    long value = strtol(port, NULL, 10);
+    return value >= 1 && value <= 65535;
+}
+
+/* "*", "null", or scheme://host[:port] with an optional "*." before a host
+ * name. Anything else (a path, a trailing slash) can never equal a browser's
+ * Origin header, so it is refused rather than left to never match. */
+static bool config_origin_valid(const char *origin)
+{
+    if (strcmp(origin, "*") == 0 || strcmp(origin, "null") == 0)
+        return true;
+    size_t scheme = strspn(origin, CONFIG_ALNUM "+-.");
+    if (scheme == 0 || config_is_digit(origin[0]) || strchr("+-.", origin[0]) != NULL ||
+        strncmp(origin + scheme, "://", 3) != 0)
+        return false;
+    const char *host = origin + scheme + 3;
+    bool wildcard = strncmp(host, "*.", 2) == 0;
+    host += wildcard ? 2 : 0;
+    size_t host_length;
+    if (host[0] == '[' && !wildcard) {
+        host_length = strspn(host + 1, "0123456789abcdefABCDEF:.");
+        if (host_length == 0 || host[host_length + 1] != ']')
+            return false;
+        host_length += 2;
+    } else {
+        host_length = strspn(host, CONFIG_ALNUM "-.");
+        if (host_length == 0)
+            return false;
+    }
+    const char *rest = host + host_length;
+    return rest[0] == '\0' || (rest[0] == ':' && config_port_valid(rest + 1));
+}
+
+static bool config_token_valid(const char *token)
+{
+    return token[0] != '\0' && token[strspn(token, CONFIG_TCHARS)] == '\0';
+}
+
+static const config_setting_t *config_element(const config_setting_t *group, const char *name,
+                                              size_t index)
+{
+    const config_setting_t *array = config_member(group, name);
+    return array != NULL ? config_setting_get_elem(array, (unsigned)index) : NULL;
+}
+
+static int config_websocket_check(struct config_loader *loader, const config_setting_t *setting,
+                                  void *items, size_t index, const char *path)
+{
+    const struct websocket_config *websocket = &((const struct websocket_config *)items)[index];
+
+    for (size_t i = 0; i < websocket->allowed_origin_count; i++) {
+        if (!config_origin_valid(websocket->allowed_origins[i]))
+            return config_fail(loader, config_element(setting, "allowed_origins", i),
+                               "'%s.allowed_origins': \"%s\" is not \"*\", \"null\" or "
+                               "scheme://host[:port]", path, websocket->allowed_origins[i]);
+    }
+    for (size_t i = 0; i < websocket->subprotocol_count; i++) {
+        if (!config_token_valid(websocket->subprotocols[i]))
+            return config_fail(loader, config_element(setting, "subprotocols", i),
+                               "'%s.subprotocols': \"%s\" is not an HTTP token", path,
+                               websocket->subprotocols[i]);
+    }
+    if (websocket->ping_interval > 0 && websocket->ping_timeout <= websocket->ping_interval) {
+        const config_setting_t *blamed = config_member(setting, "ping_timeout");
+        return config_fail(loader, blamed != NULL ? blamed : config_member(setting, "ping_interval"),
+                           "'%s.ping_timeout' (%u) must be greater than '%s.ping_interval' (%u)",
+                           path, websocket->ping_timeout, path, websocket->ping_interval);
+    }
+    return 0;
+}
+
+/* Relative to the config file's directory, made absolute so it survives a
+ * later chdir of the daemon. */
+static char *config_resolve(const char *base_directory, const char *name)
+{
+    if (base_directory != NULL && base_directory[0] == '/')
+        return config_join(base_directory, name);
+    char *cwd = getcwd(NULL, 0);
+    if (cwd == NULL)
+        return NULL;
+    char *joined;
+    if (base_directory == NULL || base_directory[0] == '\0' || strcmp(base_directory, ".") == 0) {
+        joined = config_join(cwd, name);
+    } else {
+        char *directory = config_join(cwd, base_directory);
+        joined = directory != NULL ? config_join(directory, name) : NULL;
+        free(directory);
+    }
+    free(cwd);
+    return joined;
+}
+
+static int config_http_check(struct config_loader *loader, const config_setting_t *setting,
+                             void *items, size_t index, const char *path)
+{
+    struct http_config *http = &((struct http_config *)items)[index];
+    char *root = http->static_root;
+
+    if (root == NULL || root[0] == '/')
+        return 0;
+    http->static_root = root[0] != '\0' ? config_resolve(loader->base_directory, root) : NULL;
+    int resolve_error = errno;
+    bool failed = root[0] != '\0' && http->static_root == NULL;
+    free(root);
+    if (failed)
+        return config_fail(loader, config_member(setting, "static_root"),
+                           "cannot resolve '%s.static_root': %s", path, strerror(resolve_error));
+    return 0;
+}
+
+/* "{a}:{b}" for a path with parameters a and b; else the path itself
+ * without its leading slash ("root" for "/"). */
+static char *config_route_default_channel(const char *path)
+{
+    if (strcmp(path, "/") == 0)
+        return strdup("root");
+    if (strstr(path, "/:") == NULL)
+        return strdup(path + 1);
+    char *channel = malloc(2 * strlen(path) + 1);   /* "/:x" (3) becomes ":{x}" (4) */
+    if (channel == NULL)
+        return NULL;
+    size_t n = 0;
+    for (const char *p = strstr(path, "/:"); p != NULL; p = strstr(p, "/:")) {
+        size_t length = strcspn(p + 2, "/");
+        if (n > 0)
+            channel[n++] = ':';
+        channel[n++] = '{';
+        memcpy(channel + n, p + 2, length);
+        n += length;
+        channel[n++] = '}';
+        p += 2 + length;
+    }
+    channel[n] = '\0';
+    return channel;
+}
+
+/* A route is unreachable when an earlier one matches every path it matches.
+ * Its pattern with each parameter replaced by "%" (a byte no literal segment
+ * may hold) is a path that only parameters match, so the matcher itself
+ * answers the question. Returns 1 and *earlier when shadowed, 0 if not, -1
+ * when out of memory. */
+static int config_route_shadowed(struct route_config *routes, size_t index, size_t *earlier)
+{
+    const char *pattern = routes[index].path;
+    char *probe = malloc(strlen(pattern) + 1);
+    if (probe == NULL)
+        return -1;
+    size_t n = 0;
+    for (const char *p = pattern; *p != '\0';) {
+        if (p[0] == '/' && p[1] == ':') {
+            probe[n++] = '/';
+            probe[n++] = '%';
+            p += 1 + strcspn(p + 1, "/");
+        } else {
+            probe[n++] = *p++;
+        }
+    }
+    struct config probe_config = { .routes = routes, .route_count = index };
+    const struct route_config *hit = NULL;
+    char channel[CHANNEL_NAME_MAX + 1];
+    enum route_match_result result =
+        route_match(&probe_config, probe, n, &hit, channel, sizeof(channel));
+    free(probe);
+    if (result == ROUTE_NOT_FOUND || hit == NULL)
+        return 0;
+    *earlier = (size_t)(hit - routes);
+    return 1;
+}
+
+static int config_route_channel(struct config_loader *loader, const config_setting_t *setting,
+                                struct route_config *route, const char *path)
+{
+    const char *problem;
+
+    if (route->channel != NULL) {
+        problem = route_pattern_check(route->path, route->channel);
+        return problem == NULL ? 0
+                               : config_fail(loader, config_member(setting, "channel"),
+                                             "'%s.channel' is invalid: %s", path, problem);
+    }
+    route->channel = config_route_default_channel(route->path);
+    if (route->channel == NULL)
+        return config_fail_memory(loader);
+    problem = route_pattern_check(route->path, route->channel);
+    if (problem != NULL)
+        return config_fail(loader, config_member(setting, "path"),
+                           "'%s.path' gives no valid default channel (%s); set '%s.channel'",
+                           path, problem, path);
+    return 0;
+}
+
+static int config_route_check(struct config_loader *loader, const config_setting_t *setting,
+                              void *items, size_t index, const char *path)
+{
+    struct route_config *routes = items;
+    struct route_config *route = &routes[index];
+    const char *problem = route_pattern_check(route->path, NULL);
+
+    route->line = config_setting_source_line(setting);
+    if (problem != NULL)
+        return config_fail(loader, config_member(setting, "path"), "'%s.path' is invalid: %s",
+                           path, problem);
+    if (route->mode == ROUTE_MODE_BROADCAST) {
+        if (config_route_channel(loader, setting, route, path) != 0)
+            return -1;
+    } else {
+        static const char *const broadcast_only[] = { "channel", "echo_self" };
+        for (size_t i = 0; i < CONFIG_COUNT(broadcast_only); i++) {
+            const config_setting_t *member = config_member(setting, broadcast_only[i]);
+            if (member != NULL)
+                return config_fail(loader, member, "'%s.%s' applies only to broadcast routes",
+                                   path, broadcast_only[i]);
+        }
+    }
+    size_t earlier;
+    int shadowed = config_route_shadowed(routes, index, &earlier);
+    if (shadowed < 0)
+        return config_fail_memory(loader);
+    if (shadowed == 0)
+        return 0;
+    const config_setting_t *path_setting = config_member(setting, "path");
+    if (strcmp(routes[earlier].path, route->path) == 0)
+        return config_fail(loader, path_setting, "'%s.path' duplicates routes[%zu] (line %u)",
+                           path, earlier, routes[earlier].line);
+    return config_fail(loader, path_setting,
+                       "'%s.path' is never reached: routes[%zu] '%s' (line %u) comes first and "
+                       "matches every path it does", path, earlier, routes[earlier].path,
+                       routes[earlier].line);
+}
+
+/* ---- lifetime ---- */
+
+static void config_free_table(const struct config_table *table, void *object)
+{
+    for (size_t i = 0; i < table->key_count; i++) {
+        const struct config_key *key = &table->keys[i];
+        void *field = config_field(object, key->offset);
+        if (key->kind == CONFIG_KIND_STRING) {
+            free(*(char **)field);
+        } else if (key->kind == CONFIG_KIND_STRINGS) {
+            char **strings = *(char ***)field;
+            size_t count = *(size_t *)config_field(object, key->count_offset);
+            for (size_t j = 0; j < count; j++)
+                free(strings[j]);
+            free(strings);
+        } else if (key->kind == CONFIG_KIND_GROUP) {
+            config_free_table(key->table, field);
+        } else if (key->kind == CONFIG_KIND_LIST) {
+            char *list = config_get_pointer(field);
+            size_t count = *(size_t *)config_field(object, key->count_offset);
+            for (size_t j = 0; j < count; j++)
+                config_free_table(key->table, list + j * key->table->object_size);
+            free(list);
+        }
+    }
+}
+
+static void config_free(struct config *config)
+{
+    config_free_table(&config_root_table, config);
+    free(config->file);
+    free(config);
+}
+
+struct config *config_retain(struct config *config)
+{
+    /* atomic so worker threads may share one config */
+    if (config != NULL)
+        __atomic_add_fetch(&config->refcount, 1, __ATOMIC_RELAXED);
+    return config;
+}
+
+void config_release(struct config *config)
+{
+    if (config != NULL && __atomic_sub_fetch(&config->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+        config_free(config);
+}
+
+/* ---- entry points ---- */
+
+static int config_build(struct config_loader *loader, const char *text, struct config *config)
+{
+    config_t parsed;
+    int result;
+
+    config_init(&parsed);
+    if (config_read_string(&parsed, text) != CONFIG_TRUE) {
+        result = config_fail_at(loader, (unsigned)config_error_line(&parsed), "%s",
+                                config_error_text(&parsed) != NULL ? config_error_text(&parsed)
+                                                                   : "cannot parse");
+    } else {
+        result = config_read_group(loader, config_root_setting(&parsed), &config_root_table,
+                                   config, 0, "");
+    }
+    config_destroy(&parsed);
+    return result;
+}
+
+struct config *config_parse(const char *text, const char *name, const char *base_directory,
+                            char *error, size_t error_size)
+{
+    struct config_loader loader = {
+        .name = name != NULL ? name : "(config)",
+        .base_directory = base_directory,
+        .error = error,
+        .error_size = error_size,
+    };
+
+    if (error != NULL && error_size > 0)
+        error[0] = '\0';
+    if (text == NULL) {
+        config_fail_at(&loader, 0, "no configuration text");
+        return NULL;
+    }
+    char *widened = config_prepass_text(&loader, text);
+    if (widened == NULL)
+        return NULL;
+    struct config *config = calloc(1, sizeof(*config));
+    if (config == NULL || (config->file = strdup(loader.name)) == NULL) {
+        config_fail_memory(&loader);
+        free(config);
+        free(widened);
+        return NULL;
+    }
+    config->refcount = 1;
+    int result = config_build(&loader, widened, config);
+    free(widened);
+    if (result != 0) {
+        config_free(config);
+        return NULL;
+    }
+    return config;
+}
+
+static int config_errno(void)
+{
+    return errno != 0 ? errno : EIO;
+}
+
+/* Reads the whole file, at most CONFIG_FILE_MAX bytes; returns 0 or an
+ * errno value. */
+static int config_file_text(const char *path, char **text, size_t *length)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return config_errno();
+    size_t capacity = 4096;
+    size_t used = 0;
+    char *buffer = malloc(capacity);
+    int error = buffer == NULL ? ENOMEM : 0;
+    while (error == 0) {
+        if (used == capacity - 1) {
+            if (used > CONFIG_FILE_MAX) {
+                error = EFBIG;
+                break;
+            }
+            size_t next = capacity * 2 < CONFIG_FILE_MAX + 2 ? capacity * 2 : CONFIG_FILE_MAX + 2;
+            char *bigger = realloc(buffer, next);
+            if (bigger == NULL) {
+                error = ENOMEM;
+                break;
+            }
+            buffer = bigger;
+            capacity = next;
+        }
+        ssize_t got = read(fd, buffer + used, capacity - 1 - used);
+        if (got == 0)
+            break;
+        if (got < 0 && errno != EINTR)
+            error = config_errno();
+        used += got > 0 ? (size_t)got : 0;
+    }
+    (void)close(fd);   /* read-only: a failing close loses nothing */
+    if (error != 0) {
+        free(buffer);
+        return error;
+    }
+    buffer[used] = '\0';
+    *text = buffer;
+    *length = used;
+    return 0;
+}
+
+static char *config_directory_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+struct config *config_load(const char *path, char *error, size_t error_size)
+{
+    char *text = NULL;
+    size_t length = 0;
+    int read_error = config_file_text(path, &text, &length);
+
+    if (read_error != 0) {
+        if (error != NULL && error_size > 0)
+            snprintf(error, error_size, "%s: cannot read: %s", path, strerror(read_error));
+        return NULL;
+    }
+    /* libconfig reads up to the first NUL and would ignore the rest */
+    if (strlen(text) != length) {
+        if (error != NULL && error_size > 0)
+            snprintf(error, error_size, "%s: contains a NUL byte", path);
+        free(text);
+        return NULL;
+    }
+    char *directory = config_directory_of(path);
+    struct config *config = NULL;
+    if (directory == NULL) {
+        if (error != NULL && error_size > 0)
+            snprintf(error, error_size, "%s: out of memory", path);
+    } else {
+        config = config_parse(text, path, directory, error, error_size);
+    }
+    free(directory);
+    free(text);
+    return config;
+}
