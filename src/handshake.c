@@ -29,18 +29,6 @@ static unsigned char handshake_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-static bool handshake_equal_nocase(const char *a, size_t a_length, const char *b,
-                                   size_t b_length)
-{
-    if (a_length != b_length)
-        return false;
-    for (size_t i = 0; i < a_length; i++) {
-        if (handshake_lower((unsigned char)a[i]) != handshake_lower((unsigned char)b[i]))
-            return false;
-    }
-    return true;
-}
-
 static bool handshake_is_alpha(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -191,7 +179,7 @@ static bool handshake_same_host(const struct handshake_origin *origin, const cha
     if (port == 0)
         port = handshake_default_port(origin->scheme);
     return port == origin->port &&
-           handshake_equal_nocase(origin->host, origin->host_length, name, name_length);
+           http_equal_nocase(origin->host, origin->host_length, name, name_length);
 }
 
 /* "*.example.com" matches one or more labels before ".example.com". Labels
@@ -203,7 +191,7 @@ static bool handshake_wildcard_host(const struct handshake_origin *entry,
         return false;
     size_t rest = origin->host_length - entry->host_length;
     return origin->host[rest - 1] == '.' &&
-           handshake_equal_nocase(origin->host + rest, entry->host_length, entry->host,
+           http_equal_nocase(origin->host + rest, entry->host_length, entry->host,
                                   entry->host_length);
 }
 
@@ -216,7 +204,7 @@ static bool handshake_entry_matches(const char *entry, const struct handshake_or
         return false;
     if (allowed.wildcard)
         return handshake_wildcard_host(&allowed, origin);
-    return handshake_equal_nocase(allowed.host, allowed.host_length, origin->host,
+    return http_equal_nocase(allowed.host, allowed.host_length, origin->host,
                                   origin->host_length);
 }
 
@@ -309,7 +297,7 @@ static bool handshake_client_offers(const struct http_request *request, const ch
 {
     for (size_t i = 0; i < request->header_count; i++) {
         const struct http_header *header = &request->headers[i];
-        if (handshake_equal_nocase(header->name, header->name_length, "Sec-WebSocket-Protocol",
+        if (http_equal_nocase(header->name, header->name_length, "Sec-WebSocket-Protocol",
                                    strlen("Sec-WebSocket-Protocol")) &&
             handshake_list_has_exact(header->value, header->value_length, name))
             return true;

@@ -49,7 +49,7 @@ static unsigned char http_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
 }
 
-static bool http_equal_nocase(const char *a, size_t a_length, const char *b, size_t b_length)
+bool http_equal_nocase(const char *a, size_t a_length, const char *b, size_t b_length)
 {
     if (a_length != b_length)
         return false;

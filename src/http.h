@@ -42,6 +42,9 @@ struct http_request {
 int http_request_parse(const char *buf, size_t len, size_t max_head_size,
                        struct http_request *request);
 
+/* True when a[0..a_length) and b[0..b_length) are equal ignoring ASCII case. */
+bool http_equal_nocase(const char *a, size_t a_length, const char *b, size_t b_length);
+
 /* First header named name (case-insensitive), or NULL. */
 const struct http_header *http_request_header(const struct http_request *request,
                                               const char *name);
