@@ -500,7 +500,12 @@ static void conn_handle_request(struct conn *conn, const struct http_request *re
     size_t query_length;
     http_target_split(request->target, request->target_length, &path_length, &query,
                       &query_length);
-    conn->path = strndup(request->target, path_length);
+    /* The target is not NUL-terminated: copy exactly its path part. */
+    conn->path = malloc(path_length + 1);
+    if (conn->path != NULL) {
+        memcpy(conn->path, request->target, path_length);
+        conn->path[path_length] = '\0';
+    }
     if (conn->path == NULL) {
         conn_drop(conn);
         return;
