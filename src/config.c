@@ -20,11 +20,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pattern.h"
 #include "route.h"
 
 /* A config file is a few kilobytes; anything far larger is a mistake
  * (wrong file) and is refused before it costs memory. */
 #define CONFIG_FILE_MAX (1024 * 1024)
+/* A PEM public key is a few kilobytes, a secret far less. */
+#define CONFIG_KEY_FILE_MAX (64 * 1024)
+#define CONFIG_AUTH_ERROR_SIZE 256
+#define CONFIG_CHANNEL_PATTERN_MAX 128
 #define CONFIG_KEY_PATH_MAX 160
 
 #define CONFIG_ALNUM "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -45,6 +50,14 @@ enum config_kind {
     CONFIG_KIND_STRINGS,         /* char ** at offset, size_t count at count_offset */
     CONFIG_KIND_LOG_LEVEL,       /* enum log_level, one of choices */
     CONFIG_KIND_ROUTE_MODE,      /* enum route_mode, one of choices */
+    CONFIG_KIND_PUBLISH,         /* enum publish_policy, one of choices */
+    CONFIG_KIND_AUTH_ALGORITHM,  /* enum auth_algorithm, one of choices */
+    CONFIG_KIND_RANGES,          /* struct netaddr_range * at offset, size_t count
+                                    at count_offset, from an array of strings;
+                                    default_strings when absent */
+    CONFIG_KIND_INPUT,           /* a string the table's check reads from the
+                                    setting itself; nothing is stored (secrets
+                                    and key files, used up while loading) */
     CONFIG_KIND_GROUP,           /* embedded struct read with table */
     CONFIG_KIND_LIST,            /* array of table->object_size items at offset,
                                     size_t count at count_offset; min = 1 when it
@@ -70,7 +83,12 @@ struct config_key {
     bool required;
     const char *const *choices;
     size_t choice_count;
+    const char *const *default_strings;
+    size_t default_string_count;
     const struct config_table *table;
+    bool optional;               /* GROUP: absent turns the feature off, so
+                                    only defaults apply, neither required keys
+                                    nor the check */
 };
 
 struct config_table {
@@ -88,6 +106,8 @@ static config_check_fn config_listen_check;
 static config_check_fn config_websocket_check;
 static config_check_fn config_route_check;
 static config_check_fn config_http_check;
+static config_check_fn config_channel_check;
+static config_check_fn config_auth_check;
 
 static const char *const config_log_levels[] = {
     [LOG_LEVEL_ERROR] = "error",
@@ -99,7 +119,24 @@ static const char *const config_log_levels[] = {
 static const char *const config_route_modes[] = {
     [ROUTE_MODE_ECHO] = "echo",
     [ROUTE_MODE_BROADCAST] = "broadcast",
+    [ROUTE_MODE_PUBSUB] = "pubsub",
 };
+
+static const char *const config_publish_policies[] = {
+    [PUBLISH_MEMBERS] = "members",
+    [PUBLISH_ANYONE] = "anyone",
+    [PUBLISH_TOKEN] = "token",
+    [PUBLISH_API_ONLY] = "api_only",
+};
+
+static const char *const config_auth_algorithms[] = {
+    [AUTH_HS256] = "HS256",
+    [AUTH_RS256] = "RS256",
+    [AUTH_ES256] = "ES256",
+};
+
+/* Scraping stays local unless the operator opens it up. */
+static const char *const config_metrics_allow_default[] = { "127.0.0.0/8", "::1" };
 
 static const struct config_key config_listen_keys[] = {
     { .name = "address", .kind = CONFIG_KIND_STRING,
@@ -143,6 +180,9 @@ static const struct config_key config_limits_keys[] = {
     { .name = "request_head_max", .kind = CONFIG_KIND_UINT,
       .offset = offsetof(struct limits_config, request_head_max), .min = 1024, .max = 1048576,
       .def = 8192 },
+    { .name = "max_subscriptions", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct limits_config, max_subscriptions), .min = 1, .max = 100000,
+      .def = 256 },
 };
 static const struct config_table config_limits_table =
     CONFIG_TABLE(config_limits_keys, struct limits_config, NULL);
@@ -157,6 +197,8 @@ static const struct config_key config_route_keys[] = {
       .offset = offsetof(struct route_config, channel) },
     { .name = "echo_self", .kind = CONFIG_KIND_BOOL,
       .offset = offsetof(struct route_config, echo_self), .def = true },
+    { .name = "presence_events", .kind = CONFIG_KIND_BOOL,
+      .offset = offsetof(struct route_config, presence_events), .def = false },
 };
 static const struct config_table config_route_table =
     CONFIG_TABLE(config_route_keys, struct route_config, config_route_check);
@@ -164,9 +206,46 @@ static const struct config_table config_route_table =
 static const struct config_key config_http_keys[] = {
     { .name = "static_root", .kind = CONFIG_KIND_STRING,
       .offset = offsetof(struct http_config, static_root) },
+    { .name = "api_token", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct http_config, api_token) },
+    { .name = "metrics_allow", .kind = CONFIG_KIND_RANGES,
+      .offset = offsetof(struct http_config, metrics_allow),
+      .count_offset = offsetof(struct http_config, metrics_allow_count),
+      .default_strings = config_metrics_allow_default,
+      .default_string_count = CONFIG_COUNT(config_metrics_allow_default) },
 };
 static const struct config_table config_http_table =
     CONFIG_TABLE(config_http_keys, struct http_config, config_http_check);
+
+static const struct config_key config_channel_keys[] = {
+    { .name = "match", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct channel_rule, match),
+      .required = true },
+    { .name = "history", .kind = CONFIG_KIND_UINT, .offset = offsetof(struct channel_rule, history),
+      .min = 0, .max = 100000, .def = 0 },
+    { .name = "history_ttl", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct channel_rule, history_ttl), .min = 0, .max = 31536000, .def = 0 },
+    { .name = "presence", .kind = CONFIG_KIND_BOOL,
+      .offset = offsetof(struct channel_rule, presence), .def = false },
+    { .name = "publish", .kind = CONFIG_KIND_PUBLISH,
+      .offset = offsetof(struct channel_rule, publish), .def = PUBLISH_MEMBERS,
+      .choices = config_publish_policies, .choice_count = CONFIG_COUNT(config_publish_policies) },
+};
+static const struct config_table config_channel_table =
+    CONFIG_TABLE(config_channel_keys, struct channel_rule, config_channel_check);
+
+static const struct config_key config_auth_keys[] = {
+    { .name = "algorithm", .kind = CONFIG_KIND_AUTH_ALGORITHM,
+      .offset = offsetof(struct auth_config, algorithm), .required = true,
+      .choices = config_auth_algorithms, .choice_count = CONFIG_COUNT(config_auth_algorithms) },
+    { .name = "secret", .kind = CONFIG_KIND_INPUT },
+    { .name = "secret_file", .kind = CONFIG_KIND_INPUT },
+    { .name = "public_key_file", .kind = CONFIG_KIND_INPUT },
+    { .name = "cookie", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct auth_config, cookie) },
+    { .name = "required", .kind = CONFIG_KIND_BOOL,
+      .offset = offsetof(struct auth_config, required), .def = true },
+};
+static const struct config_table config_auth_table =
+    CONFIG_TABLE(config_auth_keys, struct auth_config, config_auth_check);
 
 static const struct config_key config_root_keys[] = {
     { .name = "listen", .kind = CONFIG_KIND_LIST, .offset = offsetof(struct config, listeners),
@@ -180,6 +259,10 @@ static const struct config_key config_root_keys[] = {
       .count_offset = offsetof(struct config, route_count), .table = &config_route_table },
     { .name = "http", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, http),
       .table = &config_http_table },
+    { .name = "channels", .kind = CONFIG_KIND_LIST, .offset = offsetof(struct config, channel_rules),
+      .count_offset = offsetof(struct config, channel_rule_count), .table = &config_channel_table },
+    { .name = "auth", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, auth),
+      .table = &config_auth_table, .optional = true },
     { .name = "log_level", .kind = CONFIG_KIND_LOG_LEVEL, .offset = offsetof(struct config, log_level),
       .def = LOG_LEVEL_INFO, .choices = config_log_levels,
       .choice_count = CONFIG_COUNT(config_log_levels) },
@@ -532,6 +615,54 @@ static int config_read_strings(struct config_loader *loader, const config_settin
     return 0;
 }
 
+/* Addresses and CIDR ranges; an explicit empty array allows nobody. */
+static int config_read_ranges(struct config_loader *loader, const config_setting_t *setting,
+                              const struct config_key *key, void *object, const char *path)
+{
+    int type = config_setting_type(setting);
+    if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+        return config_fail(loader, setting, "'%s' must be an array of strings", path);
+    size_t count = (size_t)config_setting_length(setting);
+    if (count == 0)
+        return 0;
+    struct netaddr_range *ranges = calloc(count, sizeof(*ranges));
+    if (ranges == NULL)
+        return config_fail_memory(loader);
+    config_set_pointer(config_field(object, key->offset), ranges);
+    *(size_t *)config_field(object, key->count_offset) = count;
+    for (size_t i = 0; i < count; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        const char *value = config_setting_get_string(element);
+        if (config_setting_type(element) != CONFIG_TYPE_STRING || value == NULL)
+            return config_fail(loader, element, "'%s' must be an array of strings", path);
+        if (netaddr_range_parse(value, &ranges[i]) != 0)
+            return config_fail(loader, element, "'%s[%zu]' is not an address or CIDR range",
+                               path, i);
+    }
+    return 0;
+}
+
+/* An absent ranges key takes the table's default entries, parsed by the
+ * same code as the file's so both mean exactly the same. */
+static int config_default_ranges(struct config_loader *loader, const struct config_key *key,
+                                 void *object, const char *path)
+{
+    size_t count = key->default_string_count;
+    if (count == 0)
+        return 0;
+    struct netaddr_range *ranges = calloc(count, sizeof(*ranges));
+    if (ranges == NULL)
+        return config_fail_memory(loader);
+    config_set_pointer(config_field(object, key->offset), ranges);
+    *(size_t *)config_field(object, key->count_offset) = count;
+    for (size_t i = 0; i < count; i++) {
+        if (netaddr_range_parse(key->default_strings[i], &ranges[i]) != 0)
+            return config_fail_at(loader, 0, "built-in default of '%s' (\"%s\") does not parse",
+                                  path, key->default_strings[i]);
+    }
+    return 0;
+}
+
 static int config_read_list(struct config_loader *loader, const config_setting_t *setting,
                             const struct config_key *key, void *object, const char *path)
 {
@@ -559,6 +690,34 @@ static int config_read_list(struct config_loader *loader, const config_setting_t
     return 0;
 }
 
+static bool config_kind_is_choice(enum config_kind kind)
+{
+    return kind == CONFIG_KIND_LOG_LEVEL || kind == CONFIG_KIND_ROUTE_MODE ||
+           kind == CONFIG_KIND_PUBLISH || kind == CONFIG_KIND_AUTH_ALGORITHM;
+}
+
+/* Each enum is written through its own type: their sizes are the
+ * compiler's choice, so no int pointer stands in for them. */
+static void config_set_choice(const struct config_key *key, void *field, size_t choice)
+{
+    switch (key->kind) {
+    case CONFIG_KIND_LOG_LEVEL:
+        *(enum log_level *)field = (enum log_level)choice;
+        break;
+    case CONFIG_KIND_ROUTE_MODE:
+        *(enum route_mode *)field = (enum route_mode)choice;
+        break;
+    case CONFIG_KIND_PUBLISH:
+        *(enum publish_policy *)field = (enum publish_policy)choice;
+        break;
+    case CONFIG_KIND_AUTH_ALGORITHM:
+        *(enum auth_algorithm *)field = (enum auth_algorithm)choice;
+        break;
+    default:
+        break;
+    }
+}
+
 static int config_read_value(struct config_loader *loader, const config_setting_t *setting,
                              const struct config_key *key, void *object, const char *path)
 {
@@ -584,14 +743,18 @@ static int config_read_value(struct config_loader *loader, const config_setting_
     case CONFIG_KIND_STRINGS:
         return config_read_strings(loader, setting, key, object, path);
     case CONFIG_KIND_LOG_LEVEL:
-        if (config_read_choice(loader, setting, key, path, &choice) != 0)
-            return -1;
-        *(enum log_level *)field = (enum log_level)choice;
-        return 0;
     case CONFIG_KIND_ROUTE_MODE:
+    case CONFIG_KIND_PUBLISH:
+    case CONFIG_KIND_AUTH_ALGORITHM:
         if (config_read_choice(loader, setting, key, path, &choice) != 0)
             return -1;
-        *(enum route_mode *)field = (enum route_mode)choice;
+        config_set_choice(key, field, choice);
+        return 0;
+    case CONFIG_KIND_RANGES:
+        return config_read_ranges(loader, setting, key, object, path);
+    case CONFIG_KIND_INPUT:
+        if (config_setting_type(setting) != CONFIG_TYPE_STRING)
+            return config_fail(loader, setting, "'%s' must be a string", path);
         return 0;
     case CONFIG_KIND_GROUP:
         if (config_setting_type(setting) != CONFIG_TYPE_GROUP)
@@ -614,10 +777,8 @@ static void config_apply_defaults(const struct config_table *table, void *object
             *(uint64_t *)field = key->def;
         else if (key->kind == CONFIG_KIND_BOOL)
             *(bool *)field = key->def != 0;
-        else if (key->kind == CONFIG_KIND_LOG_LEVEL)
-            *(enum log_level *)field = (enum log_level)key->def;
-        else if (key->kind == CONFIG_KIND_ROUTE_MODE)
-            *(enum route_mode *)field = (enum route_mode)key->def;
+        else if (config_kind_is_choice(key->kind))
+            config_set_choice(key, field, (size_t)key->def);
     }
 }
 
@@ -657,12 +818,68 @@ static int config_read_group(struct config_loader *loader, const config_setting_
         config_key_path(key_path, path, key->name);
         if (key->required)
             return config_fail(loader, group, "'%s' is required", key_path);
-        if (key->kind == CONFIG_KIND_GROUP &&
-            config_read_group(loader, NULL, key->table, config_field(object, key->offset), 0,
-                              key_path) != 0)
+        if (key->kind == CONFIG_KIND_GROUP && key->optional)
+            config_apply_defaults(key->table, config_field(object, key->offset));
+        else if (key->kind == CONFIG_KIND_GROUP &&
+                 config_read_group(loader, NULL, key->table, config_field(object, key->offset), 0,
+                                   key_path) != 0)
+            return -1;
+        if (key->kind == CONFIG_KIND_RANGES &&
+            config_default_ranges(loader, key, object, key_path) != 0)
             return -1;
     }
     return table->check != NULL ? table->check(loader, group, items, index, path) : 0;
+}
+
+/* ---- files ---- */
+
+static int config_errno(void)
+{
+    return errno != 0 ? errno : EIO;
+}
+
+/* Reads the whole file, at most limit bytes (EFBIG beyond), NUL-terminated;
+ * returns 0 or an errno value. */
+static int config_file_text(const char *path, size_t limit, char **text, size_t *length)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return config_errno();
+    size_t capacity = 4096;
+    size_t used = 0;
+    char *buffer = malloc(capacity);
+    int error = buffer == NULL ? ENOMEM : 0;
+    while (error == 0) {
+        if (used == capacity - 1) {
+            if (used > limit) {
+                error = EFBIG;
+                break;
+            }
+            size_t next = capacity * 2 < limit + 2 ? capacity * 2 : limit + 2;
+            char *bigger = realloc(buffer, next);
+            if (bigger == NULL) {
+                error = ENOMEM;
+                break;
+            }
+            buffer = bigger;
+            capacity = next;
+        }
+        ssize_t got = read(fd, buffer + used, capacity - 1 - used);
+        if (got == 0)
+            break;
+        if (got < 0 && errno != EINTR)
+            error = config_errno();
+        used += got > 0 ? (size_t)got : 0;
+    }
+    (void)close(fd);   /* read-only: a failing close loses nothing */
+    if (error != 0) {
+        free(buffer);
+        return error;
+    }
+    buffer[used] = '\0';
+    *text = buffer;
+    *length = used;
+    return 0;
 }
 
 /* ---- cross-key checks ---- */
@@ -800,10 +1017,9 @@ static char *config_resolve(const char *base_directory, const char *name)
     return joined;
 }
 
-static int config_http_check(struct config_loader *loader, const config_setting_t *setting,
-                             void *items, size_t index, const char *path)
+static int config_http_static_root(struct config_loader *loader, const config_setting_t *setting,
+                                   struct http_config *http, const char *path)
 {
-    struct http_config *http = &((struct http_config *)items)[index];
     char *root = http->static_root;
 
     if (root == NULL || root[0] == '/')
@@ -816,6 +1032,75 @@ static int config_http_check(struct config_loader *loader, const config_setting_
         return config_fail(loader, config_member(setting, "static_root"),
                            "cannot resolve '%s.static_root': %s", path, strerror(resolve_error));
     return 0;
+}
+
+/* A client sends the token in an Authorization header: a byte that cannot
+ * stand there (space, control, non-ASCII) would make /api/ unusable. */
+static bool config_api_token_valid(const char *token)
+{
+    for (const unsigned char *p = (const unsigned char *)token; *p != '\0'; p++) {
+        if (*p <= ' ' || *p >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static int config_http_check(struct config_loader *loader, const config_setting_t *setting,
+                             void *items, size_t index, const char *path)
+{
+    struct http_config *http = &((struct http_config *)items)[index];
+
+    if (config_http_static_root(loader, setting, http, path) != 0)
+        return -1;
+    if (http->api_token != NULL && http->api_token[0] == '\0') {
+        free(http->api_token);   /* "" reads as unset: the API stays off */
+        http->api_token = NULL;
+    }
+    if (http->api_token != NULL && !config_api_token_valid(http->api_token))
+        return config_fail(loader, config_member(setting, "api_token"),
+                           "'%s.api_token' must be printable ASCII without spaces", path);
+    return 0;
+}
+
+/* ---- channels ---- */
+
+static bool config_channel_pattern_valid(const char *pattern)
+{
+    size_t length = strlen(pattern);
+    return length >= 1 && length <= CONFIG_CHANNEL_PATTERN_MAX &&
+           strspn(pattern, CONFIG_ALNUM "_.:@/-*") == length;
+}
+
+static int config_channel_check(struct config_loader *loader, const config_setting_t *setting,
+                                void *items, size_t index, const char *path)
+{
+    struct channel_rule *rule = &((struct channel_rule *)items)[index];
+
+    rule->line = config_setting_source_line(setting);
+    if (!config_channel_pattern_valid(rule->match))
+        return config_fail(loader, config_member(setting, "match"),
+                           "'%s.match' must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ / - *",
+                           path);
+    return 0;
+}
+
+const struct channel_rule *config_channel_rule(const struct config *config, const char *name)
+{
+    /* What a channel gets when no rule names it: nothing kept, nothing
+     * announced, only members publish. */
+    static const struct channel_rule fallback = {
+        .match = "*",
+        .history = 0,
+        .history_ttl = 0,
+        .presence = false,
+        .publish = PUBLISH_MEMBERS,
+    };
+
+    for (size_t i = 0; config != NULL && name != NULL && i < config->channel_rule_count; i++) {
+        if (pattern_match(config->channel_rules[i].match, name))
+            return &config->channel_rules[i];
+    }
+    return &fallback;
 }
 
 /* "{a}:{b}" for a path with parameters a and b; else the path itself
@@ -899,6 +1184,35 @@ static int config_route_channel(struct config_loader *loader, const config_setti
     return 0;
 }
 
+#define CONFIG_MODE_BIT(mode) (1u << (mode))
+
+/* Route keys only some modes use. Setting one on another mode is an error,
+ * not a value silently ignored: pubsub names its channels per message, and
+ * only broadcast connections need join/leave turned into frames. */
+static const struct {
+    const char *name;
+    unsigned modes;       /* CONFIG_MODE_BIT of each mode that takes it */
+    const char *where;
+} config_route_mode_keys[] = {
+    { "channel", CONFIG_MODE_BIT(ROUTE_MODE_BROADCAST), "broadcast routes" },
+    { "echo_self", CONFIG_MODE_BIT(ROUTE_MODE_BROADCAST) | CONFIG_MODE_BIT(ROUTE_MODE_PUBSUB),
+      "broadcast and pubsub routes" },
+    { "presence_events", CONFIG_MODE_BIT(ROUTE_MODE_BROADCAST), "broadcast routes" },
+};
+
+static int config_route_mode_keys_check(struct config_loader *loader,
+                                        const config_setting_t *setting,
+                                        const struct route_config *route, const char *path)
+{
+    for (size_t i = 0; i < CONFIG_COUNT(config_route_mode_keys); i++) {
+        const config_setting_t *member = config_member(setting, config_route_mode_keys[i].name);
+        if (member != NULL && (config_route_mode_keys[i].modes & CONFIG_MODE_BIT(route->mode)) == 0)
+            return config_fail(loader, member, "'%s.%s' applies only to %s", path,
+                               config_route_mode_keys[i].name, config_route_mode_keys[i].where);
+    }
+    return 0;
+}
+
 static int config_route_check(struct config_loader *loader, const config_setting_t *setting,
                               void *items, size_t index, const char *path)
 {
@@ -910,18 +1224,11 @@ static int config_route_check(struct config_loader *loader, const config_setting
     if (problem != NULL)
         return config_fail(loader, config_member(setting, "path"), "'%s.path' is invalid: %s",
                            path, problem);
-    if (route->mode == ROUTE_MODE_BROADCAST) {
-        if (config_route_channel(loader, setting, route, path) != 0)
-            return -1;
-    } else {
-        static const char *const broadcast_only[] = { "channel", "echo_self" };
-        for (size_t i = 0; i < CONFIG_COUNT(broadcast_only); i++) {
-            const config_setting_t *member = config_member(setting, broadcast_only[i]);
-            if (member != NULL)
-                return config_fail(loader, member, "'%s.%s' applies only to broadcast routes",
-                                   path, broadcast_only[i]);
-        }
-    }
+    if (config_route_mode_keys_check(loader, setting, route, path) != 0)
+        return -1;
+    if (route->mode == ROUTE_MODE_BROADCAST &&
+        config_route_channel(loader, setting, route, path) != 0)
+        return -1;
     size_t earlier;
     int shadowed = config_route_shadowed(routes, index, &earlier);
     if (shadowed < 0)
@@ -936,6 +1243,136 @@ static int config_route_check(struct config_loader *loader, const config_setting
                        "'%s.path' is never reached: routes[%zu] '%s' (line %u) comes first and "
                        "matches every path it does", path, earlier, routes[earlier].path,
                        routes[earlier].line);
+}
+
+/* ---- auth ---- */
+
+static int config_auth_cookie(struct config_loader *loader, const config_setting_t *setting,
+                              struct auth_config *auth, const char *path)
+{
+    if (auth->cookie != NULL && auth->cookie[0] == '\0') {
+        free(auth->cookie);   /* "" reads as unset: no cookie carries a token */
+        auth->cookie = NULL;
+    }
+    /* RFC 6265: a cookie name is an HTTP token; another never arrives */
+    if (auth->cookie != NULL && !config_token_valid(auth->cookie))
+        return config_fail(loader, config_member(setting, "cookie"),
+                           "'%s.cookie': \"%s\" is not a cookie name (an HTTP token)", path,
+                           auth->cookie);
+    return 0;
+}
+
+/* Picks the one key setting the algorithm takes: secret or secret_file for
+ * HS256, public_key_file for RS256 and ES256. Anything else set is an error,
+ * so a key the operator wrote is never silently ignored. */
+static int config_auth_source(struct config_loader *loader, const config_setting_t *setting,
+                              enum auth_algorithm algorithm, const char *path,
+                              const config_setting_t **source)
+{
+    const config_setting_t *secret = config_member(setting, "secret");
+    const config_setting_t *secret_file = config_member(setting, "secret_file");
+    const config_setting_t *public_key_file = config_member(setting, "public_key_file");
+    const char *name = config_auth_algorithms[algorithm];
+
+    if (algorithm == AUTH_HS256) {
+        if (public_key_file != NULL)
+            return config_fail(loader, public_key_file,
+                               "'%s.public_key_file' applies only to RS256 and ES256", path);
+        if (secret != NULL && secret_file != NULL)
+            return config_fail(loader, secret_file,
+                               "'%s.secret' and '%s.secret_file' exclude each other", path, path);
+        if (secret == NULL && secret_file == NULL)
+            return config_fail(loader, setting, "'%s.secret' or '%s.secret_file' is required for %s",
+                               path, path, name);
+        *source = secret != NULL ? secret : secret_file;
+        return 0;
+    }
+    const config_setting_t *stray = secret != NULL ? secret : secret_file;
+    if (stray != NULL)
+        return config_fail(loader, stray, "'%s.%s' applies only to HS256", path,
+                           config_setting_name(stray));
+    if (public_key_file == NULL)
+        return config_fail(loader, setting, "'%s.public_key_file' is required for %s", path, name);
+    *source = public_key_file;
+    return 0;
+}
+
+/* Reads a key file named relative to the config file's directory. Returns
+ * 0, or -1 with "KEY: problem" written. */
+static int config_auth_read_file(struct config_loader *loader, const config_setting_t *source,
+                                 const char *key_path, char **text, size_t *length)
+{
+    const char *name = config_setting_get_string(source);
+
+    if (name == NULL || name[0] == '\0')
+        return config_fail(loader, source, "%s: no file name", key_path);
+    char *file = name[0] == '/' ? strdup(name) : config_resolve(loader->base_directory, name);
+    if (file == NULL)
+        return config_fail(loader, source, "%s: cannot resolve \"%s\": %s", key_path, name,
+                           strerror(config_errno()));
+    int error = config_file_text(file, CONFIG_KEY_FILE_MAX, text, length);
+    if (error == EFBIG)
+        config_fail(loader, source, "%s: %s is larger than %d bytes", key_path, file,
+                    CONFIG_KEY_FILE_MAX);
+    else if (error != 0)
+        config_fail(loader, source, "%s: cannot read %s: %s", key_path, file, strerror(error));
+    free(file);
+    return error == 0 ? 0 : -1;
+}
+
+/* A secret file written by `echo` or an editor ends in a newline that is
+ * not part of the secret. */
+static size_t config_strip_newline(const char *text, size_t length)
+{
+    if (length > 0 && text[length - 1] == '\n')
+        length--;
+    if (length > 0 && text[length - 1] == '\r')
+        length--;
+    return length;
+}
+
+static int config_auth_verifier(struct config_loader *loader, const config_setting_t *source,
+                                struct auth_config *auth, const char *path)
+{
+    const char *name = config_setting_name(source);
+    char key_path[CONFIG_KEY_PATH_MAX];
+    char message[CONFIG_AUTH_ERROR_SIZE] = "";
+
+    config_key_path(key_path, path, name);
+    if (strcmp(name, "secret") == 0) {
+        const char *secret = config_setting_get_string(source);
+        if (secret == NULL)
+            return config_fail(loader, source, "'%s' must be a string", key_path);
+        auth->verifier = auth_new(auth->algorithm, secret, strlen(secret), message,
+                                  sizeof(message));
+    } else {
+        char *text;
+        size_t length;
+        if (config_auth_read_file(loader, source, key_path, &text, &length) != 0)
+            return -1;
+        if (strcmp(name, "secret_file") == 0)
+            length = config_strip_newline(text, length);
+        auth->verifier = auth_new(auth->algorithm, text, length, message, sizeof(message));
+        explicit_bzero(text, length);   /* no copy of key material outlives loading */
+        free(text);
+    }
+    if (auth->verifier == NULL)
+        return config_fail(loader, source, "%s: %s", key_path,
+                           message[0] != '\0' ? message : "unusable key");
+    return 0;
+}
+
+/* Runs only when the auth group is present: its presence turns auth on. */
+static int config_auth_check(struct config_loader *loader, const config_setting_t *setting,
+                             void *items, size_t index, const char *path)
+{
+    struct auth_config *auth = &((struct auth_config *)items)[index];
+    const config_setting_t *source = NULL;
+
+    if (config_auth_cookie(loader, setting, auth, path) != 0 ||
+        config_auth_source(loader, setting, auth->algorithm, path, &source) != 0)
+        return -1;
+    return config_auth_verifier(loader, source, auth, path);
 }
 
 /* ---- lifetime ---- */
@@ -953,6 +1390,8 @@ static void config_free_table(const struct config_table *table, void *object)
             for (size_t j = 0; j < count; j++)
                 free(strings[j]);
             free(strings);
+        } else if (key->kind == CONFIG_KIND_RANGES) {
+            free(config_get_pointer(field));
         } else if (key->kind == CONFIG_KIND_GROUP) {
             config_free_table(key->table, field);
         } else if (key->kind == CONFIG_KIND_LIST) {
@@ -967,6 +1406,7 @@ static void config_free_table(const struct config_table *table, void *object)
 
 static void config_free(struct config *config)
 {
+    auth_free(config->auth.verifier);   /* built by a check, not a table key */
     config_free_table(&config_root_table, config);
     free(config->file);
     free(config);
@@ -1042,55 +1482,6 @@ struct config *config_parse(const char *text, const char *name, const char *base
     return config;
 }
 
-static int config_errno(void)
-{
-    return errno != 0 ? errno : EIO;
-}
-
-/* Reads the whole file, at most CONFIG_FILE_MAX bytes; returns 0 or an
- * errno value. */
-static int config_file_text(const char *path, char **text, size_t *length)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return config_errno();
-    size_t capacity = 4096;
-    size_t used = 0;
-    char *buffer = malloc(capacity);
-    int error = buffer == NULL ? ENOMEM : 0;
-    while (error == 0) {
-        if (used == capacity - 1) {
-            if (used > CONFIG_FILE_MAX) {
-                error = EFBIG;
-                break;
-            }
-            size_t next = capacity * 2 < CONFIG_FILE_MAX + 2 ? capacity * 2 : CONFIG_FILE_MAX + 2;
-            char *bigger = realloc(buffer, next);
-            if (bigger == NULL) {
-                error = ENOMEM;
-                break;
-            }
-            buffer = bigger;
-            capacity = next;
-        }
-        ssize_t got = read(fd, buffer + used, capacity - 1 - used);
-        if (got == 0)
-            break;
-        if (got < 0 && errno != EINTR)
-            error = config_errno();
-        used += got > 0 ? (size_t)got : 0;
-    }
-    (void)close(fd);   /* read-only: a failing close loses nothing */
-    if (error != 0) {
-        free(buffer);
-        return error;
-    }
-    buffer[used] = '\0';
-    *text = buffer;
-    *length = used;
-    return 0;
-}
-
 static char *config_directory_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -1105,7 +1496,7 @@ struct config *config_load(const char *path, char *error, size_t error_size)
 {
     char *text = NULL;
     size_t length = 0;
-    int read_error = config_file_text(path, &text, &length);
+    int read_error = config_file_text(path, CONFIG_FILE_MAX, &text, &length);
 
     if (read_error != 0) {
         if (error != NULL && error_size > 0)

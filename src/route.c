@@ -284,6 +284,8 @@ enum route_match_result route_match(const struct config *config, const char *pat
             continue;
         /* Set on a bad channel too, so the caller can say which route. */
         *route = candidate;
+        /* Only broadcast routes take a channel from the path: echo has
+         * none and pubsub names its channels in each message. */
         if (candidate->mode != ROUTE_MODE_BROADCAST) {
             if (channel_size > 0)
                 channel[0] = '\0';

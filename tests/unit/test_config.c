@@ -1,15 +1,20 @@
 /* Unit tests for the config module (and the log module it names levels
  * from): defaults, every key's type and range errors with their exact
  * "FILE:LINE: message", unknown keys at every level, cross-key rules,
- * routes, path resolution, file reading and the shipped sample config. */
+ * routes, channel rules, the HTTP API and metrics keys, JWT auth keys and
+ * their key files, path resolution, file reading and the shipped sample
+ * config. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "netaddr.h"
 
 /* One listener on line 1, so keys in the tests below start on line 2. */
 #define LISTEN "listen = ( { address = \"127.0.0.1\"; port = 8080; } );\n"
@@ -48,6 +54,16 @@ static void expect_error(const char *text, const char *expected)
     assert_string_equal(error, expected);
 }
 
+static void assert_range(const struct netaddr_range *range, int family, const char *address,
+                         unsigned prefix_length)
+{
+    uint8_t bytes[16] = { 0 };
+    assert_int_equal(inet_pton(family, address, bytes), 1);
+    assert_int_equal(range->family, family);
+    assert_memory_equal(range->address, bytes, family == AF_INET ? 4 : 16);
+    assert_int_equal(range->prefix_length, prefix_length);
+}
+
 /* ---- defaults ---- */
 
 static void test_defaults(void **state)
@@ -71,9 +87,19 @@ static void test_defaults(void **state)
     assert_int_equal(config->limits.max_connections, 100000);
     assert_int_equal(config->limits.outbound_queue_max, 4194304);
     assert_int_equal(config->limits.request_head_max, 8192);
+    assert_int_equal(config->limits.max_subscriptions, 256);
     assert_int_equal(config->route_count, 0);
     assert_null(config->routes);
     assert_null(config->http.static_root);
+    assert_null(config->http.api_token);
+    assert_int_equal(config->http.metrics_allow_count, 2);
+    assert_range(&config->http.metrics_allow[0], AF_INET, "127.0.0.0", 8);
+    assert_range(&config->http.metrics_allow[1], AF_INET6, "::1", 128);
+    assert_int_equal(config->channel_rule_count, 0);
+    assert_null(config->channel_rules);
+    assert_null(config->auth.verifier);   /* no auth group: auth is off */
+    assert_null(config->auth.cookie);
+    assert_true(config->auth.required);
     assert_int_equal(config->log_level, LOG_LEVEL_INFO);
     assert_int_equal(config->shutdown_timeout, 5);
     config_release(config);
@@ -81,12 +107,16 @@ static void test_defaults(void **state)
 
 static void test_empty_groups_keep_defaults(void **state)
 {
-    struct config *config =
-        parse_ok(LISTEN "websocket = { };\nlimits = { };\nhttp = { };\nroutes = ( );\n");
+    struct config *config = parse_ok(LISTEN "websocket = { };\nlimits = { };\nhttp = { };\n"
+                                            "routes = ( );\nchannels = ( );\n");
     assert_int_equal(config->websocket.ping_timeout, 60);
     assert_int_equal(config->limits.request_head_max, 8192);
+    assert_int_equal(config->limits.max_subscriptions, 256);
     assert_null(config->http.static_root);
+    assert_null(config->http.api_token);
+    assert_int_equal(config->http.metrics_allow_count, 2);
     assert_int_equal(config->route_count, 0);
+    assert_int_equal(config->channel_rule_count, 0);
     config_release(config);
 }
 
@@ -104,8 +134,12 @@ static void test_every_key_set(void **state)
         "  close_timeout = 1;\n"
         "};\n"
         "limits = { max_connections = 10000000; outbound_queue_max = 1099511627776;\n"
-        "  request_head_max = 1048576; };\n"
-        "http = { static_root = \"/srv/www\"; };\n"
+        "  request_head_max = 1048576; max_subscriptions = 100000; };\n"
+        "http = { static_root = \"/srv/www\"; api_token = \"s3cr3t-T0ken\";\n"
+        "  metrics_allow = [ \"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\" ]; };\n"
+        "channels = ( { match = \"room:*\"; history = 100000; history_ttl = 31536000;\n"
+        "  presence = true; publish = \"api_only\"; } );\n"
+        "auth = { algorithm = \"HS256\"; secret = \"k\"; cookie = \"jwt\"; required = false; };\n"
         "log_level = \"debug\";\n"
         "shutdown_timeout = 3600;\n");
 
@@ -121,7 +155,23 @@ static void test_every_key_set(void **state)
     assert_int_equal(config->limits.max_connections, 10000000);
     assert_true(config->limits.outbound_queue_max == UINT64_C(1099511627776));
     assert_int_equal(config->limits.request_head_max, 1048576);
+    assert_int_equal(config->limits.max_subscriptions, 100000);
     assert_string_equal(config->http.static_root, "/srv/www");
+    assert_string_equal(config->http.api_token, "s3cr3t-T0ken");
+    assert_int_equal(config->http.metrics_allow_count, 3);
+    assert_range(&config->http.metrics_allow[0], AF_INET, "10.0.0.0", 8);
+    assert_range(&config->http.metrics_allow[1], AF_INET, "192.0.2.7", 32);
+    assert_range(&config->http.metrics_allow[2], AF_INET6, "2001:db8::", 32);
+    assert_int_equal(config->channel_rule_count, 1);
+    assert_string_equal(config->channel_rules[0].match, "room:*");
+    assert_int_equal(config->channel_rules[0].history, 100000);
+    assert_int_equal(config->channel_rules[0].history_ttl, 31536000);
+    assert_true(config->channel_rules[0].presence);
+    assert_int_equal(config->channel_rules[0].publish, PUBLISH_API_ONLY);
+    assert_non_null(config->auth.verifier);
+    assert_int_equal(config->auth.algorithm, AUTH_HS256);
+    assert_string_equal(config->auth.cookie, "jwt");
+    assert_false(config->auth.required);
     assert_int_equal(config->log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(config->shutdown_timeout, 3600);
     config_release(config);
@@ -130,7 +180,7 @@ static void test_every_key_set(void **state)
 /* ---- integers: type and range, table-driven over every integer key ---- */
 
 struct integer_key {
-    const char *group;     /* NULL: top level */
+    const char *group;     /* NULL: top level; "channels[0]" the first rule */
     const char *name;
     const char *min;
     const char *max;
@@ -151,6 +201,10 @@ static const struct integer_key integer_keys[] = {
       "between 1024 and 1099511627776" },
     { "limits", "request_head_max", "1024", "1048576", "1023", "1048577",
       "between 1024 and 1048576" },
+    { "limits", "max_subscriptions", "1", "100000", "0", "100001", "between 1 and 100000" },
+    { "channels[0]", "history", "0", "100000", "-1", "100001", "between 0 and 100000" },
+    { "channels[0]", "history_ttl", "0", "31536000", "-1", "31536001",
+      "between 0 and 31536000" },
     { NULL, "shutdown_timeout", "1", "3600", "0", "3601", "between 1 and 3600" },
 };
 
@@ -163,7 +217,10 @@ static void integer_text(char *out, size_t size, const struct integer_key *key, 
     if (key->group != NULL && strcmp(key->group, "websocket") == 0)
         extra = strcmp(key->name, "ping_timeout") == 0 ? "  ping_interval = 0;\n"
                                                        : "  ping_timeout = 86400;\n";
-    if (key->group != NULL)
+    if (key->group != NULL && strcmp(key->group, "channels[0]") == 0)
+        snprintf(out, size, LISTEN "channels = ( { match = \"*\";\n  %s = %s;\n} );\n",
+                 key->name, value);
+    else if (key->group != NULL)
         snprintf(out, size, LISTEN "%s = {\n  %s = %s;\n%s};\n", key->group, key->name, value,
                  extra);
     else
@@ -257,11 +314,59 @@ static void test_type_errors(void **state)
                  "t.conf:5: 'routes[0].echo_self' must be true or false");
     expect_error(LISTEN "routes = (\n { path = 5; mode = \"echo\"; } );\n",
                  "t.conf:3: 'routes[0].path' must be a string");
-    expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"pubsub\"; } );\n",
-                 "t.conf:3: 'routes[0].mode' must be one of echo, broadcast");
+    expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"stream\"; } );\n",
+                 "t.conf:3: 'routes[0].mode' must be one of echo, broadcast, pubsub");
+    expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"broadcast\";\n"
+                        " presence_events = 1; } );\n",
+                 "t.conf:4: 'routes[0].presence_events' must be true or false");
     expect_error(LISTEN "routes = { path = \"/x\"; mode = \"echo\"; };\n",
                  "t.conf:2: 'routes' must be a list of groups");
     expect_error(LISTEN "routes = (\n \"/x\" );\n", "t.conf:3: 'routes' must be a list of groups");
+
+    expect_error(LISTEN "limits = {\n max_subscriptions = \"256\";\n};\n",
+                 "t.conf:3: 'limits.max_subscriptions' must be an integer");
+    expect_error(LISTEN "channels = { match = \"*\"; };\n",
+                 "t.conf:2: 'channels' must be a list of groups");
+    expect_error(LISTEN "channels = [ \"*\" ];\n", "t.conf:2: 'channels' must be a list of groups");
+    expect_error(LISTEN "channels = (\n { match = \"*\"; },\n \"room:*\" );\n",
+                 "t.conf:4: 'channels' must be a list of groups");
+    expect_error(LISTEN "channels = (\n { match = 5; } );\n",
+                 "t.conf:3: 'channels[0].match' must be a string");
+    expect_error(LISTEN "channels = (\n { match = \"*\";\n presence = \"yes\"; } );\n",
+                 "t.conf:4: 'channels[0].presence' must be true or false");
+    expect_error(LISTEN "channels = (\n { match = \"*\";\n history = 1.5; } );\n",
+                 "t.conf:4: 'channels[0].history' must be an integer");
+    expect_error(LISTEN "channels = (\n { match = \"*\";\n publish = \"everyone\"; } );\n",
+                 "t.conf:4: 'channels[0].publish' must be one of members, anyone, token, "
+                 "api_only");
+    expect_error(LISTEN "channels = (\n { match = \"*\";\n publish = true; } );\n",
+                 "t.conf:4: 'channels[0].publish' must be one of members, anyone, token, "
+                 "api_only");
+    expect_error(LISTEN "http = {\n api_token = 12345;\n};\n",
+                 "t.conf:3: 'http.api_token' must be a string");
+    expect_error(LISTEN "http = {\n metrics_allow = \"127.0.0.1\";\n};\n",
+                 "t.conf:3: 'http.metrics_allow' must be an array of strings");
+    expect_error(LISTEN "http = {\n metrics_allow = ( \"::1\",\n 127 );\n};\n",
+                 "t.conf:4: 'http.metrics_allow' must be an array of strings");
+    expect_error(LISTEN "http = {\n metrics_allow = { a = \"::1\"; };\n};\n",
+                 "t.conf:3: 'http.metrics_allow' must be an array of strings");
+    expect_error(LISTEN "auth = \"HS256\";\n", "t.conf:2: 'auth' must be a group");
+    expect_error(LISTEN "auth = ( { algorithm = \"HS256\"; } );\n",
+                 "t.conf:2: 'auth' must be a group");
+    expect_error(LISTEN "auth = {\n algorithm = \"hs256\"; secret = \"k\";\n};\n",
+                 "t.conf:3: 'auth.algorithm' must be one of HS256, RS256, ES256");
+    expect_error(LISTEN "auth = {\n algorithm = \"none\"; secret = \"k\";\n};\n",
+                 "t.conf:3: 'auth.algorithm' must be one of HS256, RS256, ES256");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\";\n secret = 42;\n};\n",
+                 "t.conf:3: 'auth.secret' must be a string");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\";\n secret_file = [ \"a\" ];\n};\n",
+                 "t.conf:3: 'auth.secret_file' must be a string");
+    expect_error(LISTEN "auth = { algorithm = \"RS256\";\n public_key_file = true;\n};\n",
+                 "t.conf:3: 'auth.public_key_file' must be a string");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n cookie = 1;\n};\n",
+                 "t.conf:3: 'auth.cookie' must be a string");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n required = \"no\";\n};\n",
+                 "t.conf:3: 'auth.required' must be true or false");
 }
 
 static void test_unknown_keys(void **state)
@@ -273,8 +378,19 @@ static void test_unknown_keys(void **state)
                  "t.conf:3: unknown key 'websocket.compression'");
     expect_error(LISTEN "limits = {\n max_connections_per_ip = 0;\n};\n",
                  "t.conf:3: unknown key 'limits.max_connections_per_ip'");
-    expect_error(LISTEN "http = {\n api_token = \"\";\n};\n",
-                 "t.conf:3: unknown key 'http.api_token'");
+    expect_error(LISTEN "http = {\n metrics_deny = [ ];\n};\n",
+                 "t.conf:3: unknown key 'http.metrics_deny'");
+    expect_error(LISTEN "channels = (\n { match = \"*\"; },\n { match = \"a\";\n"
+                        " max_age = 5; } );\n",
+                 "t.conf:5: unknown key 'channels[1].max_age'");
+    expect_error(LISTEN "channels = (\n { match = \"*\";\n path = \"/x\"; } );\n",
+                 "t.conf:4: unknown key 'channels[0].path'");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n issuer = \"me\";\n};\n",
+                 "t.conf:3: unknown key 'auth.issuer'");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\";\n key = \"k\";\n};\n",
+                 "t.conf:3: unknown key 'auth.key'");
+    expect_error(LISTEN "limits = {\n max_channels = 5;\n};\n",
+                 "t.conf:3: unknown key 'limits.max_channels'");
     expect_error("listen = (\n { address = \"::1\"; port = 1; },\n { address = \"::1\"; port = 2;\n"
                  "   tls = { }; } );\n",
                  "t.conf:4: unknown key 'listen[1].tls'");
@@ -507,7 +623,10 @@ static void test_route_errors(void **state)
     expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"echo\";\n channel = \"x\"; } );\n",
                  "t.conf:4: 'routes[0].channel' applies only to broadcast routes");
     expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"echo\";\n echo_self = true; } );\n",
-                 "t.conf:4: 'routes[0].echo_self' applies only to broadcast routes");
+                 "t.conf:4: 'routes[0].echo_self' applies only to broadcast and pubsub routes");
+    expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"echo\";\n"
+                        " presence_events = false; } );\n",
+                 "t.conf:4: 'routes[0].presence_events' applies only to broadcast routes");
     expect_error(LISTEN "routes = (\n { path = \"/echo\"; mode = \"echo\"; },\n"
                         " { path = \"/a\"; mode = \"echo\"; },\n"
                         " { mode = \"broadcast\";\n path = \"/echo\"; } );\n",
@@ -584,6 +703,205 @@ static void test_route_patterns(void **state)
                  bad_channel[i].problem);
         expect_error(text, expected);
     }
+}
+
+static void test_pubsub_routes(void **state)
+{
+    struct config *config = parse_ok(LISTEN "routes = (\n"
+                                            " { path = \"/chat/:room\"; mode = \"broadcast\";\n"
+                                            "   presence_events = true; },\n"
+                                            " { path = \"/ws\"; mode = \"pubsub\"; },\n"
+                                            " { path = \"/quiet\"; mode = \"pubsub\";\n"
+                                            "   echo_self = false; },\n"
+                                            " { path = \"/t/:tenant\"; mode = \"pubsub\"; },\n"
+                                            " { path = \"/echo\"; mode = \"echo\"; }\n"
+                                            ");\n");
+    const struct route_config *routes = config->routes;
+    assert_int_equal(config->route_count, 5);
+    assert_int_equal(routes[0].mode, ROUTE_MODE_BROADCAST);
+    assert_true(routes[0].presence_events);
+    assert_string_equal(routes[0].channel, "{room}");
+    assert_int_equal(routes[1].mode, ROUTE_MODE_PUBSUB);
+    assert_null(routes[1].channel);   /* pubsub names channels per message */
+    assert_true(routes[1].echo_self);
+    assert_false(routes[1].presence_events);
+    assert_int_equal(routes[1].line, 5);
+    assert_false(routes[2].echo_self);
+    assert_int_equal(routes[3].mode, ROUTE_MODE_PUBSUB);
+    assert_null(routes[3].channel);
+    assert_false(routes[4].presence_events);
+    config_release(config);
+
+    config = parse_ok(LISTEN "routes = ( { path = \"/c/:r\"; mode = \"broadcast\"; } );\n");
+    assert_false(config->routes[0].presence_events);
+    config_release(config);
+
+    expect_error(LISTEN "routes = (\n { path = \"/ws\"; mode = \"pubsub\";\n channel = \"x\"; } );\n",
+                 "t.conf:4: 'routes[0].channel' applies only to broadcast routes");
+    expect_error(LISTEN "routes = (\n { path = \"/ws\"; mode = \"pubsub\";\n"
+                        " presence_events = true; } );\n",
+                 "t.conf:4: 'routes[0].presence_events' applies only to broadcast routes");
+    expect_error(LISTEN "routes = (\n { path = \"/ws\"; mode = \"pubsub\"; },\n"
+                        " { path = \"/ws\"; mode = \"echo\"; } );\n",
+                 "t.conf:4: 'routes[1].path' duplicates routes[0] (line 3)");
+    expect_error(LISTEN "routes = (\n { path = \"/:any\"; mode = \"pubsub\"; },\n"
+                        " { path = \"/ws\"; mode = \"broadcast\"; } );\n",
+                 "t.conf:4: 'routes[1].path' is never reached: routes[0] '/:any' (line 3) "
+                 "comes first and matches every path it does");
+    /* a pubsub path is checked like any other; there is no template to check */
+    expect_error(LISTEN "routes = (\n { mode = \"pubsub\";\n path = \"/w s\"; } );\n",
+                 "t.conf:4: 'routes[0].path' is invalid: invalid character in path segment");
+}
+
+/* ---- channel rules ---- */
+
+static void test_channels(void **state)
+{
+    struct config *config = parse_ok(LISTEN "channels = (\n"
+                                            " { match = \"room:*\"; history = 50; history_ttl = 3600;\n"
+                                            "   presence = true; publish = \"members\"; },\n"
+                                            " { match = \"news\"; publish = \"anyone\"; },\n"
+                                            " { match = \"user:*:inbox\"; publish = \"token\"; },\n"
+                                            " { match = \"*\";\n"
+                                            "   publish = \"api_only\"; }\n"
+                                            ");\n");
+    const struct channel_rule *rules = config->channel_rules;
+    assert_int_equal(config->channel_rule_count, 4);
+    assert_string_equal(rules[0].match, "room:*");
+    assert_int_equal(rules[0].history, 50);
+    assert_int_equal(rules[0].history_ttl, 3600);
+    assert_true(rules[0].presence);
+    assert_int_equal(rules[0].publish, PUBLISH_MEMBERS);
+    assert_int_equal(rules[0].line, 3);
+    assert_string_equal(rules[1].match, "news");
+    assert_int_equal(rules[1].history, 0);        /* defaults */
+    assert_int_equal(rules[1].history_ttl, 0);
+    assert_false(rules[1].presence);
+    assert_int_equal(rules[1].publish, PUBLISH_ANYONE);
+    assert_int_equal(rules[1].line, 5);
+    assert_int_equal(rules[2].publish, PUBLISH_TOKEN);
+    assert_int_equal(rules[3].publish, PUBLISH_API_ONLY);
+    assert_int_equal(rules[3].line, 7);
+    config_release(config);
+
+    config = parse_ok(LISTEN "channels = ( { match = \"a\"; } );\n");
+    assert_int_equal(config->channel_rules[0].publish, PUBLISH_MEMBERS);
+    config_release(config);
+
+    char pattern[200];
+    memset(pattern, 'p', 128);
+    pattern[0] = '*';
+    pattern[128] = '\0';
+    char text[512];
+    snprintf(text, sizeof(text), LISTEN "channels = ( { match = \"%s\"; } );\n", pattern);
+    config = parse_ok(text);
+    assert_int_equal(strlen(config->channel_rules[0].match), 128);
+    config_release(config);
+    config = parse_ok(LISTEN "channels = ( { match = \"aZ09_.:@/-*\"; } );\n");
+    config_release(config);
+
+    expect_error(LISTEN "channels = (\n { history = 5; } );\n",
+                 "t.conf:3: 'channels[0].match' is required");
+    memset(pattern, 'p', 129);   /* one over */
+    pattern[129] = '\0';
+    const char *bad[] = { "", "room 1", "room:{x}", "caf\xc3\xa9", "a+b", "a~b", "a?b", "a%20",
+                          pattern };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text),
+                 LISTEN "channels = (\n { match = \"a\"; },\n { history = 1;\n match = \"%s\"; } );\n",
+                 bad[i]);
+        expect_error(text, "t.conf:5: 'channels[1].match' must be 1 to 128 characters of "
+                           "A-Z a-z 0-9 _ . : @ / - *");
+    }
+}
+
+static void test_channel_rule_lookup(void **state)
+{
+    struct config *config = parse_ok(LISTEN "channels = (\n"
+                                            " { match = \"room:vip\"; history = 1; },\n"
+                                            " { match = \"room:*\"; history = 2; },\n"
+                                            " { match = \"*:log\"; history = 3; },\n"
+                                            " { match = \"room:vip\"; history = 4; }\n"
+                                            ");\n");
+    assert_ptr_equal(config_channel_rule(config, "room:vip"), &config->channel_rules[0]);
+    assert_ptr_equal(config_channel_rule(config, "room:lobby"), &config->channel_rules[1]);
+    assert_ptr_equal(config_channel_rule(config, "room:"), &config->channel_rules[1]);
+    /* first match wins even where a later rule also matches */
+    assert_ptr_equal(config_channel_rule(config, "room:log"), &config->channel_rules[1]);
+    assert_ptr_equal(config_channel_rule(config, "sys:log"), &config->channel_rules[2]);
+    assert_ptr_equal(config_channel_rule(config, "room:vip:x"), &config->channel_rules[1]);
+
+    /* no rule matches: the built-in default */
+    const struct channel_rule *fallback = config_channel_rule(config, "news");
+    assert_non_null(fallback);
+    assert_true(fallback < config->channel_rules ||
+                fallback >= config->channel_rules + config->channel_rule_count);
+    assert_string_equal(fallback->match, "*");
+    assert_int_equal(fallback->history, 0);
+    assert_int_equal(fallback->history_ttl, 0);
+    assert_false(fallback->presence);
+    assert_int_equal(fallback->publish, PUBLISH_MEMBERS);
+    assert_ptr_equal(config_channel_rule(config, "ROOM:x"), fallback);   /* case matters */
+    assert_ptr_equal(config_channel_rule(config, NULL), fallback);
+    config_release(config);
+
+    config = parse_ok(LISTEN);
+    assert_ptr_equal(config_channel_rule(config, "room:lobby"), fallback);
+    config_release(config);
+    assert_ptr_equal(config_channel_rule(NULL, "room:lobby"), fallback);
+
+    config = parse_ok(LISTEN "channels = ( { match = \"*\"; publish = \"anyone\"; } );\n");
+    assert_ptr_equal(config_channel_rule(config, "anything"), &config->channel_rules[0]);
+    config_release(config);
+}
+
+/* ---- http.api_token and http.metrics_allow ---- */
+
+static void test_api_token(void **state)
+{
+    struct config *config = parse_ok(LISTEN "http = { api_token = \"\"; };\n");
+    assert_null(config->http.api_token);   /* "" is unset: /api/ stays off */
+    config_release(config);
+    config = parse_ok(LISTEN "http = { api_token = \"Ab0-._~+/=!$%&'()*,;:@[]{}|^`#?<>\\\\\"; };\n");
+    assert_string_equal(config->http.api_token, "Ab0-._~+/=!$%&'()*,;:@[]{}|^`#?<>\\");
+    config_release(config);
+
+    static const char *const bad[] = { "two words", " lead", "trail ", "tab\\there", "nl\\n",
+                                       "caf\xc3\xa9", "del\x7f" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), LISTEN "http = {\n static_root = \"\";\n api_token = \"%s\";\n};\n",
+                 bad[i]);
+        expect_error(text, "t.conf:4: 'http.api_token' must be printable ASCII without spaces");
+    }
+}
+
+static void test_metrics_allow(void **state)
+{
+    struct config *config = parse_ok(LISTEN "http = { metrics_allow = [ ]; };\n");
+    assert_int_equal(config->http.metrics_allow_count, 0);   /* nobody may scrape */
+    config_release(config);
+
+    config = parse_ok(LISTEN "http = { metrics_allow = ( \"0.0.0.0/0\", \"::/0\",\n"
+                             " \"fe80::1\", \"10.1.2.3/32\" ); };\n");
+    assert_int_equal(config->http.metrics_allow_count, 4);
+    assert_range(&config->http.metrics_allow[0], AF_INET, "0.0.0.0", 0);
+    assert_range(&config->http.metrics_allow[1], AF_INET6, "::", 0);
+    assert_range(&config->http.metrics_allow[2], AF_INET6, "fe80::1", 128);
+    assert_range(&config->http.metrics_allow[3], AF_INET, "10.1.2.3", 32);
+    config_release(config);
+
+    static const char *const bad[] = { "", "localhost", "127.0.0.1/33", "::1/129", "10.0.0.1/8",
+                                       "1.2.3", "1.2.3.4/", "/8", "[::1]", "1.2.3.4 ",
+                                       "127.0.0.0/-1" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 LISTEN "http = {\n metrics_allow = [ \"::1\",\n \"%s\" ];\n};\n", bad[i]);
+        expect_error(text, "t.conf:4: 'http.metrics_allow[1]' is not an address or CIDR range");
+    }
+    expect_error(LISTEN "http = {\n metrics_allow = [\n \"bad\" ];\n};\n",
+                 "t.conf:4: 'http.metrics_allow[0]' is not an address or CIDR range");
 }
 
 /* ---- files ---- */
@@ -681,6 +999,260 @@ static void test_load_size_limit(void **state)
     free(path);
 }
 
+/* ---- auth ---- */
+
+/* PEM public key of a fresh key pair: "RSA" (2048 bits) or "EC" (P-256). */
+static char *public_key_pem(const char *type, size_t *length)
+{
+    EVP_PKEY *key = strcmp(type, "RSA") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+                                             : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(key);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, key), 1);
+    char *data = NULL;
+    long size = BIO_get_mem_data(bio, &data);
+    assert_true(size > 0);
+    char *pem = malloc((size_t)size + 1);
+    assert_non_null(pem);
+    memcpy(pem, data, (size_t)size);
+    pem[size] = '\0';
+    *length = (size_t)size;
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+/* A temporary directory standing for the config file's directory, with
+ * the key files the tests name relative to it. */
+struct key_files {
+    char directory[64];
+    char *paths[12];
+    size_t count;
+};
+
+static void key_file(struct key_files *files, const char *name, const char *text, size_t length)
+{
+    assert_true(files->count < sizeof(files->paths) / sizeof(files->paths[0]));
+    files->paths[files->count++] = write_temp(files->directory, name, text, length);
+}
+
+static void key_files_setup(struct key_files *files)
+{
+    memset(files, 0, sizeof(*files));
+    strcpy(files->directory, "/tmp/wsbroker-keys-XXXXXX");
+    assert_non_null(mkdtemp(files->directory));
+
+    size_t length;
+    char *rsa = public_key_pem("RSA", &length);
+    key_file(files, "rsa.pem", rsa, length);
+    free(rsa);
+    char *ec = public_key_pem("EC", &length);
+    key_file(files, "ec.pem", ec, length);
+    free(ec);
+    static const char garbage[] = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n";
+    key_file(files, "bad.pem", garbage, sizeof(garbage) - 1);
+    key_file(files, "secret", "s3cret\n", 7);
+    key_file(files, "newline-only", "\n", 1);
+    key_file(files, "empty", "", 0);
+    char *big = malloc(64 * 1024 + 1);
+    assert_non_null(big);
+    memset(big, 'k', 64 * 1024 + 1);
+    key_file(files, "big", big, 64 * 1024 + 1);
+    key_file(files, "limit", big, 64 * 1024);   /* exactly the bound: read */
+    free(big);
+}
+
+static void key_files_teardown(struct key_files *files)
+{
+    for (size_t i = 0; i < files->count; i++) {
+        assert_int_equal(unlink(files->paths[i]), 0);
+        free(files->paths[i]);
+    }
+    assert_int_equal(rmdir(files->directory), 0);
+}
+
+static struct config *auth_parse(const struct key_files *files, const char *auth, char *error)
+{
+    char text[1024];
+    snprintf(text, sizeof(text), LISTEN "auth = {\n%s\n};\n", auth);
+    return config_parse(text, "t.conf", files->directory, error, CONFIG_ERROR_SIZE);
+}
+
+static struct config *auth_ok(const struct key_files *files, const char *auth)
+{
+    char error[CONFIG_ERROR_SIZE];
+    struct config *config = auth_parse(files, auth, error);
+    if (config == NULL)
+        fail_msg("rejected: %s\n%s", error, auth);
+    assert_non_null(config->auth.verifier);
+    return config;
+}
+
+/* Exact message, or with prefix_only its start plus some reason. */
+static void auth_expect(const struct key_files *files, const char *auth, const char *expected,
+                        bool prefix_only)
+{
+    char error[CONFIG_ERROR_SIZE];
+    struct config *config = auth_parse(files, auth, error);
+    if (config != NULL) {
+        config_release(config);
+        fail_msg("accepted, wanted \"%s\":\n%s", expected, auth);
+    }
+    if (!prefix_only)
+        assert_string_equal(error, expected);
+    else if (strncmp(error, expected, strlen(expected)) != 0 || strlen(error) == strlen(expected))
+        fail_msg("\"%s\" does not start with \"%s\" and a reason", error, expected);
+}
+
+static void test_auth_secrets(void **state)
+{
+    struct key_files files;
+    key_files_setup(&files);
+
+    struct config *config = auth_ok(&files, " algorithm = \"HS256\"; secret = \"k\";");
+    assert_int_equal(config->auth.algorithm, AUTH_HS256);
+    assert_true(config->auth.required);
+    assert_null(config->auth.cookie);
+    config_release(config);
+
+    config = auth_ok(&files, " algorithm = \"HS256\"; secret_file = \"secret\"; required = false;");
+    assert_false(config->auth.required);
+    config_release(config);
+    char absolute[256];
+    snprintf(absolute, sizeof(absolute), " algorithm = \"HS256\"; secret_file = \"%s/secret\";",
+             files.directory);
+    config_release(auth_ok(&files, absolute));
+    /* 64 KiB exactly is read, one byte more is not */
+    config_release(auth_ok(&files, " algorithm = \"HS256\"; secret_file = \"limit\";"));
+
+    auth_expect(&files, " algorithm = \"HS256\";\n secret = \"\";", "t.conf:4: auth.secret: ",
+                true);
+    /* the one trailing newline is not part of the secret, so nothing is left */
+    auth_expect(&files, " algorithm = \"HS256\";\n secret_file = \"newline-only\";",
+                "t.conf:4: auth.secret_file: ", true);
+    auth_expect(&files, " algorithm = \"HS256\";\n secret_file = \"empty\";",
+                "t.conf:4: auth.secret_file: ", true);
+
+    char expected[CONFIG_ERROR_SIZE];
+    snprintf(expected, sizeof(expected),
+             "t.conf:4: auth.secret_file: cannot read %s/nope: No such file or directory",
+             files.directory);
+    auth_expect(&files, " algorithm = \"HS256\";\n secret_file = \"nope\";", expected, false);
+    snprintf(expected, sizeof(expected),
+             "t.conf:4: auth.secret_file: %s/big is larger than 65536 bytes", files.directory);
+    auth_expect(&files, " algorithm = \"HS256\";\n secret_file = \"big\";", expected, false);
+    auth_expect(&files, " algorithm = \"HS256\";\n secret_file = \"\";",
+                "t.conf:4: auth.secret_file: no file name", false);
+
+    /* exactly one of secret and secret_file; no public key for HS256 */
+    auth_expect(&files, " algorithm = \"HS256\";\n secret = \"k\";\n secret_file = \"secret\";",
+                "t.conf:5: 'auth.secret' and 'auth.secret_file' exclude each other", false);
+    auth_expect(&files, " algorithm = \"HS256\";\n secret_file = \"secret\";\n secret = \"k\";",
+                "t.conf:4: 'auth.secret' and 'auth.secret_file' exclude each other", false);
+    auth_expect(&files, " algorithm = \"HS256\";\n required = true;",
+                "t.conf:2: 'auth.secret' or 'auth.secret_file' is required for HS256", false);
+    auth_expect(&files, " algorithm = \"HS256\"; secret = \"k\";\n public_key_file = \"rsa.pem\";",
+                "t.conf:4: 'auth.public_key_file' applies only to RS256 and ES256", false);
+    auth_expect(&files, " secret = \"k\";", "t.conf:2: 'auth.algorithm' is required", false);
+    key_files_teardown(&files);
+}
+
+static void test_auth_public_keys(void **state)
+{
+    struct key_files files;
+    key_files_setup(&files);
+
+    struct config *config = auth_ok(&files, " algorithm = \"RS256\"; public_key_file = \"rsa.pem\";");
+    assert_int_equal(config->auth.algorithm, AUTH_RS256);
+    assert_true(config->auth.required);
+    config_release(config);
+    config = auth_ok(&files, " algorithm = \"ES256\"; public_key_file = \"ec.pem\";\n"
+                             " cookie = \"session\"; required = false;");
+    assert_int_equal(config->auth.algorithm, AUTH_ES256);
+    assert_string_equal(config->auth.cookie, "session");
+    assert_false(config->auth.required);
+    config_release(config);
+
+    auth_expect(&files, " algorithm = \"RS256\";\n public_key_file = \"bad.pem\";",
+                "t.conf:4: auth.public_key_file: ", true);
+    auth_expect(&files, " algorithm = \"RS256\";\n public_key_file = \"secret\";",
+                "t.conf:4: auth.public_key_file: ", true);
+    auth_expect(&files, " algorithm = \"ES256\";\n public_key_file = \"empty\";",
+                "t.conf:4: auth.public_key_file: ", true);
+    /* a key of the other type is as unusable as no key */
+    auth_expect(&files, " algorithm = \"ES256\";\n public_key_file = \"rsa.pem\";",
+                "t.conf:4: auth.public_key_file: ", true);
+    auth_expect(&files, " algorithm = \"RS256\";\n public_key_file = \"ec.pem\";",
+                "t.conf:4: auth.public_key_file: ", true);
+    char expected[CONFIG_ERROR_SIZE];
+    snprintf(expected, sizeof(expected),
+             "t.conf:4: auth.public_key_file: cannot read %s/jwt.pem: No such file or directory",
+             files.directory);
+    auth_expect(&files, " algorithm = \"RS256\";\n public_key_file = \"jwt.pem\";", expected, false);
+    snprintf(expected, sizeof(expected),
+             "t.conf:4: auth.public_key_file: %s/big is larger than 65536 bytes", files.directory);
+    auth_expect(&files, " algorithm = \"ES256\";\n public_key_file = \"big\";", expected, false);
+
+    auth_expect(&files, " algorithm = \"RS256\";\n cookie = \"c\";",
+                "t.conf:2: 'auth.public_key_file' is required for RS256", false);
+    auth_expect(&files, " algorithm = \"ES256\";", "t.conf:2: 'auth.public_key_file' is required "
+                "for ES256", false);
+    auth_expect(&files, " algorithm = \"RS256\"; public_key_file = \"rsa.pem\";\n secret = \"k\";",
+                "t.conf:4: 'auth.secret' applies only to HS256", false);
+    auth_expect(&files, " algorithm = \"ES256\"; public_key_file = \"ec.pem\";\n"
+                        " secret_file = \"secret\";",
+                "t.conf:4: 'auth.secret_file' applies only to HS256", false);
+    key_files_teardown(&files);
+}
+
+static void test_auth_cookie(void **state)
+{
+    struct config *config =
+        parse_ok(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\"; cookie = \"\"; };\n");
+    assert_null(config->auth.cookie);   /* "" is none */
+    config_release(config);
+    config = parse_ok(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n"
+                             " cookie = \"__Host-token.v1!#$%&'*+^_`|~\"; };\n");
+    assert_string_equal(config->auth.cookie, "__Host-token.v1!#$%&'*+^_`|~");
+    config_release(config);
+
+    static const char *const bad[] = { "a b", "a;b", "a=b", "(x)", "x,y", "caf\xc3\xa9", "\\t" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256], expected[CONFIG_ERROR_SIZE];
+        snprintf(text, sizeof(text),
+                 LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n cookie = \"%s\"; };\n",
+                 bad[i]);
+        snprintf(expected, sizeof(expected),
+                 "t.conf:3: 'auth.cookie': \"%s\" is not a cookie name (an HTTP token)",
+                 strcmp(bad[i], "\\t") == 0 ? "\t" : bad[i]);
+        expect_error(text, expected);
+    }
+}
+
+/* Key files resolve against the directory of the file config_load read. */
+static void test_auth_load_relative(void **state)
+{
+    struct key_files files;
+    char error[CONFIG_ERROR_SIZE];
+    key_files_setup(&files);
+
+    static const char text[] = LISTEN "auth = { algorithm = \"RS256\"; public_key_file = \"rsa.pem\"; };\n";
+    key_file(&files, "rsa.conf", text, sizeof(text) - 1);
+    struct config *config = config_load(files.paths[files.count - 1], error, sizeof(error));
+    if (config == NULL)
+        fail_msg("%s", error);
+    assert_non_null(config->auth.verifier);
+    config_release(config);
+
+    /* the same file parsed with another base directory finds no key */
+    config = config_parse(text, "t.conf", "/nonexistent", error, sizeof(error));
+    assert_null(config);
+    assert_string_equal(error, "t.conf:2: auth.public_key_file: cannot read "
+                               "/nonexistent/rsa.pem: No such file or directory");
+    key_files_teardown(&files);
+}
+
 static void test_shipped_config(void **state)
 {
     const char *srcdir = getenv("WSBROKER_SRCDIR");
@@ -695,13 +1267,31 @@ static void test_shipped_config(void **state)
     assert_int_equal(config->listeners[0].port, 8080);
     assert_string_equal(config->listeners[1].address, "::");
     assert_int_equal(config->listeners[1].port, 8080);
-    assert_int_equal(config->route_count, 2);
+    assert_int_equal(config->route_count, 3);
     assert_string_equal(config->routes[0].path, "/chat/:room");
     assert_int_equal(config->routes[0].mode, ROUTE_MODE_BROADCAST);
     assert_string_equal(config->routes[0].channel, "room:{room}");
     assert_true(config->routes[0].echo_self);
-    assert_string_equal(config->routes[1].path, "/echo");
-    assert_int_equal(config->routes[1].mode, ROUTE_MODE_ECHO);
+    assert_false(config->routes[0].presence_events);
+    assert_string_equal(config->routes[1].path, "/ws");
+    assert_int_equal(config->routes[1].mode, ROUTE_MODE_PUBSUB);
+    assert_true(config->routes[1].echo_self);
+    assert_string_equal(config->routes[2].path, "/echo");
+    assert_int_equal(config->routes[2].mode, ROUTE_MODE_ECHO);
+    assert_int_equal(config->channel_rule_count, 1);
+    const struct channel_rule *rule = config_channel_rule(config, "room:lobby");
+    assert_ptr_equal(rule, &config->channel_rules[0]);
+    assert_string_equal(rule->match, "room:*");
+    assert_int_equal(rule->history, 50);
+    assert_int_equal(rule->history_ttl, 3600);
+    assert_true(rule->presence);
+    assert_int_equal(rule->publish, PUBLISH_MEMBERS);
+    assert_int_equal(config->limits.max_subscriptions, 256);
+    assert_null(config->http.api_token);   /* the API is off until a token is set */
+    assert_int_equal(config->http.metrics_allow_count, 2);
+    assert_range(&config->http.metrics_allow[0], AF_INET, "127.0.0.0", 8);
+    assert_range(&config->http.metrics_allow[1], AF_INET6, "::1", 128);
+    assert_null(config->auth.verifier);
     assert_non_null(config->http.static_root);
     assert_true(config->http.static_root[0] == '/');
     static const char suffix[] = "/conf/../www";
@@ -711,6 +1301,71 @@ static void test_shipped_config(void **state)
     assert_int_equal(config->websocket.ping_interval, 25);
     assert_int_equal(config->log_level, LOG_LEVEL_INFO);
     config_release(config);
+}
+
+/* Every commented-out setting of the sample is valid as written: with all
+ * of them uncommented (and a key file where the auth example expects one)
+ * the file still loads, and the defaults it states are the real ones. */
+static void test_shipped_config_examples(void **state)
+{
+    const char *srcdir = getenv("WSBROKER_SRCDIR");
+    char path[4096], error[CONFIG_ERROR_SIZE];
+    snprintf(path, sizeof(path), "%s/conf/wsbroker.conf", srcdir != NULL ? srcdir : ".");
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+
+    regex_t setting;
+    regmatch_t parts[3];
+    assert_int_equal(regcomp(&setting, "^([ ]*)# ([ ]*([a-z_]+ = .*|\\};)\n)$", REG_EXTENDED), 0);
+    char *text = NULL;
+    size_t text_size = 0;
+    FILE *out = open_memstream(&text, &text_size);
+    assert_non_null(out);
+    char line[1024];
+    size_t uncommented = 0;
+    while (fgets(line, sizeof(line), in) != NULL) {
+        if (regexec(&setting, line, 3, parts, 0) == 0) {
+            fprintf(out, "%.*s%s", (int)parts[1].rm_eo, line, line + parts[2].rm_so);
+            uncommented++;
+        } else {
+            fputs(line, out);
+        }
+    }
+    regfree(&setting);
+    assert_int_equal(fclose(in), 0);
+    assert_int_equal(fclose(out), 0);
+    assert_true(uncommented >= 19);
+
+    struct key_files files;
+    key_files_setup(&files);
+    key_file(&files, "wsbroker.conf", text, strlen(text));
+    free(text);
+    snprintf(path, sizeof(path), "%s/jwt.pem", files.directory);
+    assert_int_equal(link(files.paths[0], path), 0);   /* rsa.pem */
+    struct config *config = config_load(files.paths[files.count - 1], error, sizeof(error));
+    assert_int_equal(unlink(path), 0);
+    if (config == NULL)
+        fail_msg("%s", error);
+
+    assert_int_equal(config->websocket.allowed_origin_count, 1);
+    assert_int_equal(config->websocket.max_message_size, 1048576);
+    assert_int_equal(config->websocket.ping_interval, 25);
+    assert_int_equal(config->websocket.ping_timeout, 60);
+    assert_int_equal(config->websocket.handshake_timeout, 10);
+    assert_int_equal(config->websocket.close_timeout, 5);
+    assert_int_equal(config->limits.max_connections, 100000);
+    assert_int_equal(config->limits.outbound_queue_max, 4194304);
+    assert_int_equal(config->limits.request_head_max, 8192);
+    assert_int_equal(config->limits.max_subscriptions, 256);
+    assert_non_null(config->http.api_token);
+    assert_non_null(config->auth.verifier);
+    assert_int_equal(config->auth.algorithm, AUTH_RS256);
+    assert_null(config->auth.cookie);
+    assert_true(config->auth.required);
+    assert_int_equal(config->log_level, LOG_LEVEL_INFO);
+    assert_int_equal(config->shutdown_timeout, 5);
+    config_release(config);
+    key_files_teardown(&files);
 }
 
 /* ---- lifetime and error buffer ---- */
@@ -754,6 +1409,23 @@ static void test_failure_frees(void **state)
     expect_error("listen = ( { address = \"::\"; port = 1; },\n"
                  " { address = \"x\"; port = 2; } );\n",
                  "t.conf:2: 'listen[1].address' must be a numeric IPv4 or IPv6 address");
+    /* a verifier, ranges, rules and tokens built before a later error */
+    expect_error(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\"; cookie = \"c\"; };\n"
+                        "http = { api_token = \"t\"; metrics_allow = [ \"::1\" ]; };\n"
+                        "channels = ( { match = \"a\"; }, { match = \"b\"; } );\n"
+                        "log_level = \"loud\";\n",
+                 "t.conf:5: 'log_level' must be one of error, warn, info, debug");
+    expect_error(LISTEN "channels = ( { match = \"a\"; },\n { match = \"b c\"; } );\n",
+                 "t.conf:3: 'channels[1].match' must be 1 to 128 characters of "
+                 "A-Z a-z 0-9 _ . : @ / - *");
+    expect_error(LISTEN "http = { api_token = \"t\";\n metrics_allow = [ \"::1\", \"x\" ]; };\n",
+                 "t.conf:3: 'http.metrics_allow[1]' is not an address or CIDR range");
+    expect_error(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n cookie = \"a b\"; };\n",
+                 "t.conf:3: 'auth.cookie': \"a b\" is not a cookie name (an HTTP token)");
+    expect_error(LISTEN "http = { metrics_allow = [ \"::1\" ]; };\n"
+                        "auth = { algorithm = \"HS256\"; secret = \"k\"; };\n"
+                        "http2 = { };\n",
+                 "t.conf:4: unknown key 'http2'");
 }
 
 /* ---- log ---- */
@@ -872,9 +1544,19 @@ int main(void)
         cmocka_unit_test(test_route_defaults),
         cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_route_patterns),
+        cmocka_unit_test(test_pubsub_routes),
+        cmocka_unit_test(test_channels),
+        cmocka_unit_test(test_channel_rule_lookup),
+        cmocka_unit_test(test_api_token),
+        cmocka_unit_test(test_metrics_allow),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_load_size_limit),
+        cmocka_unit_test(test_auth_secrets),
+        cmocka_unit_test(test_auth_public_keys),
+        cmocka_unit_test(test_auth_cookie),
+        cmocka_unit_test(test_auth_load_relative),
         cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_shipped_config_examples),
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_failure_frees),

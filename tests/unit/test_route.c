@@ -1,6 +1,6 @@
 /* Unit tests for the route module: channel names, pattern checks, matching
- * (parameters, trailing slashes, first match wins), percent-decoding and
- * channel template expansion. Paths are heap copies of exactly the bytes
+ * (parameters, trailing slashes, first match wins, pubsub and echo routes
+ * without a channel), percent-decoding and channel template expansion. Paths are heap copies of exactly the bytes
  * under test, so a read past path_length trips AddressSanitizer. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -337,6 +337,55 @@ static void test_match_uses_length(void **state)
                      ROUTE_NOT_FOUND);
 }
 
+/* Pubsub routes name their channels per message: a match leaves the
+ * channel empty, whatever the path's parameters hold. */
+static void test_match_pubsub(void **state)
+{
+    struct config *config = routes_config(
+        " { path = \"/ws\"; mode = \"pubsub\"; },\n"
+        " { path = \"/chat/:room\"; mode = \"broadcast\"; channel = \"room:{room}\"; },\n"
+        " { path = \"/t/:tenant/ws\"; mode = \"pubsub\"; echo_self = false; },\n"
+        " { path = \"/echo\"; mode = \"echo\"; }");
+    struct match m;
+
+    assert_int_equal(match(config, "/ws", &m), ROUTE_MATCHED);
+    assert_ptr_equal(m.route, &config->routes[0]);
+    assert_int_equal(m.route->mode, ROUTE_MODE_PUBSUB);
+    assert_string_equal(m.channel, "");
+    expect_channel(config, "/chat/lobby", 1, "room:lobby");
+    assert_int_equal(match(config, "/t/acme/ws", &m), ROUTE_MATCHED);
+    assert_ptr_equal(m.route, &config->routes[2]);
+    assert_string_equal(m.channel, "");
+    assert_false(m.route->echo_self);
+    /* a parameter that would be no channel name does not matter here */
+    assert_int_equal(match(config, "/t/a%20b/ws", &m), ROUTE_MATCHED);
+    assert_ptr_equal(m.route, &config->routes[2]);
+    assert_string_equal(m.channel, "");
+    assert_int_equal(match(config, "/echo", &m), ROUTE_MATCHED);
+    assert_string_equal(m.channel, "");
+
+    expect_result(config, "/ws/", ROUTE_NOT_FOUND);
+    expect_result(config, "/ws/x", ROUTE_NOT_FOUND);
+    expect_result(config, "/WS", ROUTE_NOT_FOUND);
+    expect_result(config, "/t//ws", ROUTE_NOT_FOUND);
+    expect_result(config, "/t/acme", ROUTE_NOT_FOUND);
+    config_release(config);
+
+    /* Built by hand: even a template on a pubsub route is never expanded. */
+    struct route_config routes[] = {
+        { .path = "/:x", .mode = ROUTE_MODE_PUBSUB, .channel = "c:{x}" },
+    };
+    struct config manual = { .routes = routes, .route_count = 1 };
+    assert_int_equal(match(&manual, "/abc", &m), ROUTE_MATCHED);
+    assert_ptr_equal(m.route, &routes[0]);
+    assert_string_equal(m.channel, "");
+
+    /* the pattern check of a pubsub route covers its path only */
+    assert_null(route_pattern_check("/ws", NULL));
+    assert_null(route_pattern_check("/t/:tenant/ws", NULL));
+    assert_string_equal(route_pattern_check("/w s", NULL), "invalid character in path segment");
+}
+
 /* A channel buffer below the documented size is never overrun. */
 static void test_match_small_channel_buffer(void **state)
 {
@@ -366,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_match_root_and_trailing_slash),
         cmocka_unit_test(test_match_uses_length),
         cmocka_unit_test(test_match_small_channel_buffer),
+        cmocka_unit_test(test_match_pubsub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
