@@ -723,7 +723,7 @@ static int config_read_value(struct config_loader *loader, const config_setting_
 {
     void *field = config_field(object, key->offset);
     uint64_t number;
-    size_t choice;
+    size_t choice = 0;
 
     switch (key->kind) {
     case CONFIG_KIND_UINT:

@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "log.h"
+#include "netaddr.h"
 
 #define CONFIG_ERROR_SIZE 512
 
@@ -20,6 +22,7 @@ struct listen_config {
 enum route_mode {
     ROUTE_MODE_ECHO,
     ROUTE_MODE_BROADCAST,
+    ROUTE_MODE_PUBSUB,
 };
 
 struct route_config {
@@ -28,7 +31,9 @@ struct route_config {
     char *channel;            /* broadcast: channel template, "{room}" expands
                                  a path parameter; default is the path's
                                  parameters joined, or the path itself */
-    bool echo_self;           /* broadcast: sender receives its own message */
+    bool echo_self;           /* broadcast, pubsub: sender receives its own message */
+    bool presence_events;     /* broadcast: join/leave reach this route's
+                                 connections as JSON text frames */
     unsigned line;            /* line in the config file, for messages */
 };
 
@@ -48,12 +53,40 @@ struct limits_config {
     unsigned max_connections;    /* default 100000 */
     uint64_t outbound_queue_max; /* bytes, default 4194304 */
     unsigned request_head_max;   /* bytes, default 8192 */
+    unsigned max_subscriptions;  /* per pubsub connection, default 256 */
+};
+
+enum publish_policy {
+    PUBLISH_MEMBERS,             /* publisher must be subscribed (default) */
+    PUBLISH_ANYONE,
+    PUBLISH_TOKEN,               /* a verified token allowing the channel */
+    PUBLISH_API_ONLY,            /* only POST /api/publish */
+};
+
+/* Behaviour of the channels whose names match: first matching rule wins. */
+struct channel_rule {
+    char *match;                 /* pattern, '*' any run of characters */
+    unsigned history;            /* messages held, default 0 */
+    unsigned history_ttl;        /* seconds, 0 = no age limit (default) */
+    bool presence;               /* default false */
+    enum publish_policy publish; /* default PUBLISH_MEMBERS */
+    unsigned line;
+};
+
+struct auth_config {
+    struct auth *verifier;       /* NULL: auth is off (no `auth` group) */
+    enum auth_algorithm algorithm;
+    char *cookie;                /* cookie carrying the token, NULL for none */
+    bool required;               /* default true */
 };
 
 struct http_config {
     char *static_root;           /* absolute path (relative values are resolved
                                     against the config file's directory), or
                                     NULL to serve no files */
+    char *api_token;             /* NULL (or unset/empty): /api/ answers 404 */
+    struct netaddr_range *metrics_allow;   /* default 127.0.0.0/8 and ::1 */
+    size_t metrics_allow_count;
 };
 
 struct config {
@@ -66,6 +99,9 @@ struct config {
     struct route_config *routes;
     size_t route_count;
     struct http_config http;
+    struct channel_rule *channel_rules;
+    size_t channel_rule_count;
+    struct auth_config auth;
     enum log_level log_level;
     unsigned shutdown_timeout;   /* seconds SIGTERM waits for close handshakes, default 5 */
 };
@@ -79,6 +115,10 @@ struct config *config_load(const char *path, char *error, size_t error_size);
  * relative paths resolve against base_directory. */
 struct config *config_parse(const char *text, const char *name, const char *base_directory,
                             char *error, size_t error_size);
+
+/* The rule for the channel named name: the first that matches, else a
+ * built-in default (no history, no presence, publish = members). Never NULL. */
+const struct channel_rule *config_channel_rule(const struct config *config, const char *name);
 
 struct config *config_retain(struct config *config);
 void config_release(struct config *config);   /* frees at refcount 0; NULL ok */

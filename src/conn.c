@@ -17,11 +17,15 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "api.h"
+#include "auth.h"
 #include "config.h"
 #include "handshake.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "message.h"
+#include "pubsub.h"
 #include "route.h"
 #include "server.h"
 #include "static_files.h"
@@ -42,6 +46,8 @@ enum conn_state {
 #define CONN_LINGER_SECONDS 2
 
 #define CONN_PEER_SIZE (INET6_ADDRSTRLEN + 9)
+#define CONN_TOKEN_MAX 8192
+#define CONN_USER_MAX 64
 
 struct conn {
     struct conn *previous;           /* server->connections list */
@@ -58,7 +64,13 @@ struct conn {
     const struct route_config *route;
     char *path;                      /* request path, for logs */
     char *channel;                   /* broadcast channel */
-    struct hub_subscriber subscriber;
+    struct hub_subscriber subscriber;     /* broadcast subscription */
+    struct pubsub_session *pubsub;        /* pubsub routes */
+    char *user;                      /* identity: token sub, ?user= or generated */
+    struct auth_identity identity;   /* valid when has_identity */
+    bool has_identity;
+    long route_stats;                /* index in server->stats.routes, or -1 */
+    struct sockaddr_storage peer_address;
     struct ws_decoder decoder;
     uint64_t frames_seen;            /* decoder frame count at the last read */
     struct timespec last_frame_at;   /* keep-alive clock */
@@ -73,7 +85,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short events, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short events, void *arg);
-static void conn_deliver(struct hub_subscriber *subscriber, struct hub_message *message);
+static void conn_deliver(struct hub_subscriber *subscriber, struct message *message);
+static void conn_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame);
 static void conn_drop(struct conn *conn);
 
 /* ---------------------------------------------------------------- time */
@@ -159,7 +172,6 @@ static void conn_unlink(struct conn *conn)
 void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
                  int address_length)
 {
-    (void)address_length;
     int one = 1;
     if (address->sa_family == AF_INET || address->sa_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -175,6 +187,10 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
     conn->state = CONN_HTTP;
     conn->close_code = WS_CLOSE_ABNORMAL;
     conn->subscriber.deliver = conn_deliver;
+    conn->subscriber.deliver_event = conn_deliver_event;
+    conn->route_stats = -1;
+    if ((size_t)address_length <= sizeof(conn->peer_address))
+        memcpy(&conn->peer_address, address, (size_t)address_length);
     conn_format_peer(address, conn->peer, sizeof(conn->peer));
     conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
@@ -220,7 +236,12 @@ static void conn_drop(struct conn *conn)
         return;
     conn->state = CONN_DEAD;
     conn_log_close(conn);
-    hub_unsubscribe(conn->server->hub, &conn->subscriber);
+    if (conn->route_stats >= 0 && conn->upgraded)
+        conn->server->stats.routes[conn->route_stats].open--;
+    /* Subscriptions end when the connection is freed, outside any delivery
+     * loop: unsubscribing here could unlink a receiver that a publish in
+     * progress is about to visit. Until then a dead connection takes no
+     * deliveries. */
     bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
     evtimer_del(conn->timer);
     conn->reap_next = conn->server->reap_list;
@@ -231,12 +252,17 @@ static void conn_drop(struct conn *conn)
 static void conn_free(struct conn *conn)
 {
     struct server *server = conn->server;
+    hub_unsubscribe(server->hub, &conn->subscriber);
+    pubsub_session_free(conn->pubsub);
     conn_unlink(conn);
     bufferevent_free(conn->bev);
     event_free(conn->timer);
     ws_decoder_release(&conn->decoder);
     free(conn->path);
     free(conn->channel);
+    free(conn->user);
+    if (conn->has_identity)
+        auth_identity_clear(&conn->identity);
     config_release(conn->config);
     free(conn);
     server->connection_count--;
@@ -316,23 +342,24 @@ static void conn_send_close_now(struct conn *conn, unsigned code, const char *re
                MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-static void conn_message_unref(const void *data, size_t length, void *extra)
+static void conn_frame_unref(const void *data, size_t length, void *extra)
 {
     (void)data;
     (void)length;
-    hub_message_release(extra);
+    shared_frame_release(extra);
 }
 
-static void conn_deliver(struct hub_subscriber *subscriber, struct hub_message *message)
+/* Queues a shared frame by reference; a reader whose queue passes
+ * outbound_queue_max is cut off. */
+static void conn_send_frame(void *owner, struct shared_frame *frame)
 {
-    struct conn *conn = CONN_FROM_SUBSCRIBER(subscriber);
+    struct conn *conn = owner;
     if (conn->state != CONN_OPEN)
         return;
     struct evbuffer *output = bufferevent_get_output(conn->bev);
-    hub_message_retain(message);
-    if (evbuffer_add_reference(output, message->bytes, message->length, conn_message_unref,
-                               message) != 0) {
-        hub_message_release(message);
+    shared_frame_retain(frame);
+    if (evbuffer_add_reference(output, frame->bytes, frame->length, conn_frame_unref, frame) != 0) {
+        shared_frame_release(frame);
         log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
         conn_drop(conn);
         return;
@@ -341,9 +368,28 @@ static void conn_deliver(struct hub_subscriber *subscriber, struct hub_message *
     if (queued > conn->config->limits.outbound_queue_max) {
         log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
                  conn->peer, conn->path, queued);
+        conn->server->stats.slow_reader_drops++;
         conn_send_close_now(conn, WS_CLOSE_POLICY, "slow reader");
         conn_drop(conn);
     }
+}
+
+static void conn_deliver(struct hub_subscriber *subscriber, struct message *message)
+{
+    struct conn *conn = CONN_FROM_SUBSCRIBER(subscriber);
+    if (conn->state != CONN_OPEN)
+        return;
+    struct shared_frame *frame = message_raw_frame(message);
+    if (frame == NULL)
+        return;
+    conn->server->stats.deliveries++;
+    conn->server->stats.bytes_sent += frame->length;
+    conn_send_frame(conn, frame);
+}
+
+static void conn_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame)
+{
+    conn_send_frame(CONN_FROM_SUBSCRIBER(subscriber), frame);
 }
 
 /* ------------------------------------------------------ HTTP responses */
@@ -364,17 +410,67 @@ static void conn_respond(struct conn *conn, int status, const char *extra_header
     conn_finish(conn);
 }
 
-static void conn_reject(struct conn *conn, const struct http_request *request, int status,
-                        const char *reason, const char *extra_headers)
+static enum stats_reject conn_reject_reason(const struct http_request *request, int status)
+{
+    switch (status) {
+    case 400:
+        return request != NULL && !http_request_method_is(request, "GET") ? STATS_REJECT_METHOD
+                                                                           : STATS_REJECT_BAD_REQUEST;
+    case 401:
+        return STATS_REJECT_AUTH;
+    case 403:
+        return STATS_REJECT_ORIGIN;
+    case 404:
+        return STATS_REJECT_NOT_FOUND;
+    case 405:
+        return STATS_REJECT_METHOD;
+    case 408:
+        return STATS_REJECT_TIMEOUT;
+    case 413:
+    case 431:
+        return STATS_REJECT_TOO_LARGE;
+    case 426:
+        return STATS_REJECT_VERSION;
+    case 503:
+        return STATS_REJECT_LIMIT;
+    default:
+        return STATS_REJECT_BAD_REQUEST;
+    }
+}
+
+/* Counts a refusal: as a rejected handshake when the request was one (or
+ * could not even be read), else as a plain HTTP request. */
+static void conn_count_reject(struct conn *conn, const struct http_request *request,
+                              enum stats_reject reason)
+{
+    bool handshake = request == NULL || conn->route != NULL ||
+                     http_request_has_token(request, "Upgrade", "websocket");
+    if (handshake)
+        conn->server->stats.rejected[reason]++;
+    else
+        conn->server->stats.http_requests++;
+}
+
+static void conn_reject_counted(struct conn *conn, const struct http_request *request, int status,
+                                const char *reason, const char *extra_headers,
+                                enum stats_reject counted_as)
 {
     int method_length = request != NULL ? (int)request->method_length : 1;
     int target_length = request != NULL ? (int)request->target_length : 1;
     log_info(&conn->server->log, "reject %s \"%.*s %.*s\" %d: %s", conn->peer, method_length,
              request != NULL ? request->method : "-", target_length,
              request != NULL ? request->target : "-", status, reason);
+    conn_count_reject(conn, request, counted_as);
     char body[256];
     snprintf(body, sizeof(body), "%d %s: %s\n", status, http_status_reason(status), reason);
     conn_respond(conn, status, extra_headers, body);
+}
+
+static void conn_reject(struct conn *conn, const struct http_request *request, int status,
+                        const char *reason, const char *extra_headers)
+{
+    conn_reject_counted(conn, request, status, reason, extra_headers,
+                        conn_reject_reason(request, status));
 }
 
 /* ---------------------------------------------------------- static files */
@@ -422,10 +518,132 @@ static void conn_serve_file(struct conn *conn, const struct http_request *reques
         conn_drop(conn);
         return;
     }
+    conn->server->stats.http_requests++;
     log_debug(&conn->server->log, "static %s \"%.*s %.*s\" 200", conn->peer,
               (int)request->method_length, request->method, (int)request->target_length,
               request->target);
     conn_finish(conn);
+}
+
+/* ------------------------------------------------------------ upgrade */
+
+/* ------------------------------------------------------------ identity */
+
+/* The token from ?token=, else Authorization: Bearer, else the configured
+ * cookie; malloc'd, or NULL when none was sent. *malformed is set when one
+ * was sent but cannot be read. */
+static char *conn_find_token(const struct conn *conn, const struct http_request *request,
+                             const char *query, size_t query_length, bool *malformed)
+{
+    char *token = malloc(CONN_TOKEN_MAX + 1);
+    if (token == NULL)
+        return NULL;
+    int length = query != NULL ? http_query_param(query, query_length, "token", token,
+                                                  CONN_TOKEN_MAX + 1)
+                               : -1;
+    if (length >= 0) {
+        *malformed = length == 0;
+        return token;
+    }
+    *malformed = length == -2;
+    const struct http_header *header = http_request_header(request, "Authorization");
+    static const char scheme[] = "Bearer ";
+    if (!*malformed && header != NULL && header->value_length > sizeof(scheme) - 1 &&
+        header->value_length - (sizeof(scheme) - 1) <= CONN_TOKEN_MAX &&
+        http_equal_nocase(header->value, sizeof(scheme) - 1, scheme, sizeof(scheme) - 1)) {
+        size_t value_length = header->value_length - (sizeof(scheme) - 1);
+        memcpy(token, header->value + sizeof(scheme) - 1, value_length);
+        token[value_length] = '\0';
+        return token;
+    }
+    const char *cookie_name = conn->config->auth.cookie;
+    if (!*malformed && cookie_name != NULL) {
+        size_t name_length = strlen(cookie_name);
+        for (size_t i = 0; i < request->header_count; i++) {
+            const struct http_header *h = &request->headers[i];
+            if (!http_equal_nocase(h->name, h->name_length, "Cookie", 6))
+                continue;
+            /* cookie-string: name=value pairs separated by "; " */
+            const char *p = h->value;
+            const char *end = h->value + h->value_length;
+            while (p < end) {
+                while (p < end && (*p == ' ' || *p == ';'))
+                    p++;
+                const char *pair_end = memchr(p, ';', (size_t)(end - p));
+                if (pair_end == NULL)
+                    pair_end = end;
+                if ((size_t)(pair_end - p) > name_length && memcmp(p, cookie_name, name_length) == 0 &&
+                    p[name_length] == '=' && (size_t)(pair_end - p - (long)name_length - 1) <= CONN_TOKEN_MAX) {
+                    size_t value_length = (size_t)(pair_end - p) - name_length - 1;
+                    memcpy(token, p + name_length + 1, value_length);
+                    token[value_length] = '\0';
+                    return token;
+                }
+                p = pair_end;
+            }
+        }
+    }
+    free(token);
+    return NULL;
+}
+
+static int conn_name_anonymous(struct conn *conn)
+{
+    uint32_t random = 0;
+    if (getentropy(&random, sizeof(random)) != 0)
+        random = (uint32_t)(uintptr_t)conn;
+    char name[16];
+    snprintf(name, sizeof(name), "anon-%08x", (unsigned)random);
+    conn->user = strdup(name);
+    return conn->user != NULL ? 0 : 500;
+}
+
+/* Names the connection from ?user= or a generated name. */
+static int conn_name_from_query(struct conn *conn, const char *query, size_t query_length)
+{
+    char name[CONN_USER_MAX * 3 + 1];
+    int length = query != NULL ? http_query_param(query, query_length, "user", name, sizeof(name))
+                               : -1;
+    if (length == -1)
+        return conn_name_anonymous(conn);
+    if (length < 0 || !auth_user_name_valid(name, (size_t)length))
+        return 400;
+    conn->user = strdup(name);
+    return conn->user != NULL ? 0 : 500;
+}
+
+/* Establishes who the connection is. Returns 0, or the HTTP status to
+ * refuse it with (reason set). */
+static int conn_identify(struct conn *conn, const struct http_request *request, const char *query,
+                         size_t query_length, const char *channel, const char **reason)
+{
+    const struct auth_config *auth = &conn->config->auth;
+    if (auth->verifier == NULL) {
+        *reason = "invalid user name";
+        return conn_name_from_query(conn, query, query_length);
+    }
+    bool malformed = false;
+    char *token = conn_find_token(conn, request, query, query_length, &malformed);
+    if (token == NULL) {
+        *reason = malformed ? "malformed token" : "a token is required";
+        if (malformed || auth->required)
+            return 401;
+        *reason = "invalid user name";
+        return conn_name_from_query(conn, query, query_length);
+    }
+    int verified = auth_verify(auth->verifier, token, time(NULL), &conn->identity, reason);
+    free(token);
+    if (verified != 0)
+        return 401;
+    conn->has_identity = true;
+    conn->user = strdup(conn->identity.user);
+    if (conn->user == NULL)
+        return 500;
+    if (channel != NULL && !auth_identity_allows(&conn->identity, channel)) {
+        *reason = "the token does not allow this channel";
+        return 403;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ upgrade */
@@ -441,18 +659,68 @@ static void conn_start_keepalive(struct conn *conn)
     conn_arm_timer_at(conn, conn->next_ping_at);
 }
 
+/* Subscribes the connection for its route, before the 101 goes out, so
+ * whatever is published after the client has seen 101 reaches it. Returns
+ * 1 when a presence join is due, 0, or -1 when out of memory. */
 static int conn_subscribe(struct conn *conn, const char *channel)
 {
+    if (conn->route->mode == ROUTE_MODE_PUBSUB) {
+        struct pubsub_host host = {
+            .server = conn->server,
+            .config = conn->config,
+            .user = conn->user,
+            .identity = conn->has_identity ? &conn->identity : NULL,
+            .echo_self = conn->route->echo_self,
+            .send = conn_send_frame,
+            .owner = conn,
+        };
+        conn->pubsub = pubsub_session_new(&host);
+        return conn->pubsub != NULL ? 0 : -1;
+    }
     if (conn->route->mode != ROUTE_MODE_BROADCAST)
         return 0;
     conn->channel = strdup(channel);
     if (conn->channel == NULL)
         return -1;
-    return hub_subscribe(conn->server->hub, conn->channel, &conn->subscriber);
+    conn->subscriber.user = conn->user;
+    conn->subscriber.presence_events = conn->route->presence_events;
+    return hub_subscribe(conn->server->hub, conn->channel,
+                         config_channel_rule(conn->config, conn->channel), &conn->subscriber);
+}
+
+/* ?since=N[&epoch=E] on a broadcast route: replay held messages as raw
+ * frames right after the 101. */
+static void conn_replay_from_query(struct conn *conn, const char *query, size_t query_length)
+{
+    char since_text[24];
+    char epoch[HUB_EPOCH_SIZE];
+    if (query == NULL || conn->route->mode != ROUTE_MODE_BROADCAST ||
+        http_query_param(query, query_length, "since", since_text, sizeof(since_text)) <= 0)
+        return;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long since = strtoull(since_text, &end, 10);
+    if (errno != 0 || *end != '\0' || since_text[0] == '-')
+        return;
+    bool has_epoch = http_query_param(query, query_length, "epoch", epoch, sizeof(epoch)) >= 0;
+    int64_t now = server_now();
+    struct hub_position position;
+    hub_position(&conn->subscriber, true, since, has_epoch ? epoch : NULL, now, &position);
+    hub_replay(conn->server->hub, &conn->subscriber, position.replay_after, now);
+}
+
+static void conn_count_open(struct conn *conn)
+{
+    conn->route_stats = stats_route_index(&conn->server->stats, conn->route->path);
+    if (conn->route_stats >= 0) {
+        conn->server->stats.routes[conn->route_stats].open++;
+        conn->server->stats.routes[conn->route_stats].total++;
+    }
 }
 
 static void conn_upgrade(struct conn *conn, const struct http_request *request,
-                         const struct route_config *route, const char *channel)
+                         const struct route_config *route, const char *channel,
+                         const char *query, size_t query_length)
 {
     const struct websocket_config *ws = &conn->config->websocket;
     struct handshake_policy policy = {
@@ -461,18 +729,26 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
         .subprotocols = (const char *const *)ws->subprotocols,
         .subprotocol_count = ws->subprotocol_count,
     };
+    conn->route = route;
     struct handshake_result result;
     if (handshake_check(request, &policy, &result) != 101) {
         conn_reject(conn, request, result.status, result.reason,
                     result.status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
         return;
     }
+    const char *reason = "internal error";
+    int refused = conn_identify(conn, request, query, query_length,
+                                route->mode == ROUTE_MODE_BROADCAST ? channel : NULL, &reason);
+    if (refused != 0) {
+        conn_reject_counted(conn, request, refused, reason,
+                            refused == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL,
+                            refused == 403 ? STATS_REJECT_FORBIDDEN : conn_reject_reason(request, refused));
+        return;
+    }
     char response[512];
     int length = handshake_response(response, sizeof(response), &result);
-    conn->route = route;
-    /* Subscribed before the 101 goes out: whatever is published after the
-     * client has seen 101 reaches it. */
-    if (length < 0 || conn_subscribe(conn, channel) != 0) {
+    int joined = length < 0 ? -1 : conn_subscribe(conn, channel);
+    if (joined < 0) {
         log_error(&conn->server->log, "cannot set up %s %s", conn->peer, conn->path);
         conn_reject(conn, request, 500, "internal error", NULL);
         return;
@@ -489,49 +765,166 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
     ws_decoder_init(&conn->decoder, &options);
     conn->state = CONN_OPEN;
     conn->upgraded = true;
-    log_info(&conn->server->log, "open %s %s", conn->peer, conn->path);
+    conn_count_open(conn);
+    log_info(&conn->server->log, "open %s %s user=%s", conn->peer, conn->path, conn->user);
+    conn_replay_from_query(conn, query, query_length);
+    if (joined == 1)
+        hub_announce_join(conn->server->hub, &conn->subscriber);
     conn_start_keepalive(conn);
 }
 
-static void conn_handle_request(struct conn *conn, const struct http_request *request)
+/* ------------------------------------------------------------ HTTP API */
+
+static void conn_respond_api(struct conn *conn, const struct http_request *request,
+                             const struct api_response *response)
+{
+    char head[1024];
+    bool head_only = http_request_method_is(request, "HEAD");
+    int length = http_response_head(head, sizeof(head), response->status, response->content_type,
+                                    (long long)response->body_length, true,
+                                    response->extra_headers);
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    if (length < 0 || evbuffer_add(output, head, (size_t)length) != 0 ||
+        (!head_only && evbuffer_add(output, response->body, response->body_length) != 0)) {
+        conn_drop(conn);
+        return;
+    }
+    log_debug(&conn->server->log, "api %s \"%.*s %.*s\" %d", conn->peer,
+              (int)request->method_length, request->method, (int)request->target_length,
+              request->target, response->status);
+    conn->server->stats.http_requests++;
+    conn_finish(conn);
+}
+
+/* Reads Content-Length: 0 when absent, -1 when malformed. */
+static long long conn_content_length(const struct http_request *request)
+{
+    if (http_request_header_count(request, "Content-Length") > 1)
+        return -1;
+    const struct http_header *header = http_request_header(request, "Content-Length");
+    if (header == NULL)
+        return 0;
+    if (header->value_length == 0 || header->value_length > 18)
+        return -1;
+    long long value = 0;
+    for (size_t i = 0; i < header->value_length; i++) {
+        if (header->value[i] < '0' || header->value[i] > '9')
+            return -1;
+        value = value * 10 + (header->value[i] - '0');
+    }
+    return value;
+}
+
+/* Answers an API request once its body is in. Returns false while the
+ * body is still arriving (nothing may be drained then). */
+static bool conn_handle_api(struct conn *conn, const struct http_request *request,
+                            size_t head_length, size_t path_length, const char *query,
+                            size_t query_length)
+{
+    if (http_request_header(request, "Transfer-Encoding") != NULL) {
+        conn_reject(conn, request, 501, "Transfer-Encoding is not supported", NULL);
+        return true;
+    }
+    long long body_length = conn_content_length(request);
+    if (body_length < 0) {
+        conn_reject(conn, request, 400, "invalid Content-Length", NULL);
+        return true;
+    }
+    size_t limit = api_body_limit(conn->config, request->target, path_length);
+    if ((unsigned long long)body_length > limit) {
+        conn_reject(conn, request, 413, "request body too large", NULL);
+        return true;
+    }
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    size_t total = head_length + (size_t)body_length;
+    if (evbuffer_get_length(input) < total)
+        return false;
+    /* The whole request in one piece; the head moves, so parse it again. */
+    const char *data = (const char *)evbuffer_pullup(input, (ev_ssize_t)total);
+    struct http_request full;
+    if (data == NULL ||
+        http_request_parse(data, head_length, conn->config->limits.request_head_max, &full) !=
+            (int)head_length) {
+        conn_drop(conn);
+        return true;
+    }
+    http_target_split(full.target, full.target_length, &path_length, &query, &query_length);
+    struct api_request api = {
+        .http = &full,
+        .path = full.target,
+        .path_length = path_length,
+        .query = query,
+        .query_length = query_length,
+        .body = body_length > 0 || http_request_header(&full, "Content-Length") != NULL
+                    ? data + head_length
+                    : NULL,
+        .body_length = (size_t)body_length,
+        .peer = (const struct sockaddr *)&conn->peer_address,
+    };
+    struct api_response response;
+    api_handle(conn->server, conn->config, &api, &response);
+    conn_respond_api(conn, &full, &response);
+    free(response.body);
+    evbuffer_drain(input, total);
+    return true;
+}
+
+/* ------------------------------------------------------------ requests */
+
+static bool conn_copy_path(struct conn *conn, const struct http_request *request,
+                           size_t path_length)
+{
+    /* The target is not NUL-terminated: copy exactly its path part. */
+    free(conn->path);
+    conn->path = malloc(path_length + 1);
+    if (conn->path == NULL)
+        return false;
+    memcpy(conn->path, request->target, path_length);
+    conn->path[path_length] = '\0';
+    return true;
+}
+
+/* Returns false when the request is not complete yet (its body is still
+ * arriving); the caller drains head_length bytes otherwise. */
+static bool conn_handle_request(struct conn *conn, const struct http_request *request,
+                                size_t head_length)
 {
     size_t path_length;
     const char *query;
     size_t query_length;
     http_target_split(request->target, request->target_length, &path_length, &query,
                       &query_length);
-    /* The target is not NUL-terminated: copy exactly its path part. */
-    conn->path = malloc(path_length + 1);
-    if (conn->path != NULL) {
-        memcpy(conn->path, request->target, path_length);
-        conn->path[path_length] = '\0';
-    }
-    if (conn->path == NULL) {
+    if (!conn_copy_path(conn, request, path_length)) {
         conn_drop(conn);
-        return;
+        return true;
     }
     if (conn->over_limit) {
         conn_reject(conn, request, 503, "too many connections", "Retry-After: 1\r\n");
-        return;
+        return true;
     }
+    if (api_is_endpoint(request->target, path_length))
+        return conn_handle_api(conn, request, head_length, path_length, query, query_length);
     const struct route_config *route = NULL;
     char channel[CHANNEL_NAME_MAX + 1] = "";
     switch (route_match(conn->config, request->target, path_length, &route, channel,
                         sizeof(channel))) {
     case ROUTE_MATCHED:
-        conn_upgrade(conn, request, route, channel);
-        return;
+        conn_upgrade(conn, request, route, channel, query, query_length);
+        break;
     case ROUTE_BAD_CHANNEL:
-        conn_reject(conn, request, 400, "invalid channel name", NULL);
-        return;
+        conn->route = route;
+        conn_reject_counted(conn, request, 400, "invalid channel name", NULL,
+                            STATS_REJECT_BAD_CHANNEL);
+        break;
     case ROUTE_NOT_FOUND:
+        if (http_request_has_token(request, "Upgrade", "websocket"))
+            conn_reject(conn, request, 404, "no WebSocket route for this path", NULL);
+        else
+            conn_serve_file(conn, request, request->target, path_length);
         break;
     }
-    if (http_request_has_token(request, "Upgrade", "websocket")) {
-        conn_reject(conn, request, 404, "no WebSocket route for this path", NULL);
-        return;
-    }
-    conn_serve_file(conn, request, request->target, path_length);
+    evbuffer_drain(bufferevent_get_input(conn->bev), head_length);
+    return true;
 }
 
 static void conn_read_http(struct conn *conn)
@@ -557,9 +950,9 @@ static void conn_read_http(struct conn *conn)
         conn_reject(conn, NULL, 400, "malformed request", NULL);
         return;
     }
-    conn_handle_request(conn, &request);
-    /* The request points into the input buffer: drain only now. */
-    evbuffer_drain(input, (size_t)parsed);
+    /* The request points into the input buffer, which conn_handle_request
+     * drains only once it is done with it. */
+    conn_handle_request(conn, &request, (size_t)parsed);
 }
 
 /* ------------------------------------------------------------ frames */
@@ -572,25 +965,46 @@ static void conn_fail(struct conn *conn, unsigned code, const char *reason)
     conn_finish(conn);
 }
 
-static void conn_handle_message(struct conn *conn, const struct ws_event *event)
+/* A raw frame on a broadcast route becomes a message on the route's channel. */
+static void conn_broadcast(struct conn *conn, const struct ws_event *event)
 {
-    if (conn->route->mode == ROUTE_MODE_ECHO) {
-        conn_write_frame(conn, event->opcode, event->data, event->length);
+    const struct channel_rule *rule = config_channel_rule(conn->config, conn->channel);
+    if (!pubsub_publish_allowed(rule, conn->has_identity ? &conn->identity : NULL, true)) {
+        log_debug(&conn->server->log, "publish forbidden %s %s", conn->peer, conn->channel);
+        conn_fail(conn, WS_CLOSE_POLICY, "publish not allowed");
         return;
     }
-    uint8_t header[WSFRAME_MAX_HEADER];
-    size_t header_length = wsframe_header_build(header, true, 0, event->opcode, event->length);
-    struct hub_message *message = hub_message_new(header_length + event->length);
-    if (message == NULL) {
+    struct message *message =
+        message_new(event->opcode == WS_OP_TEXT ? MESSAGE_TEXT : MESSAGE_BINARY, conn->channel,
+                    conn->user, event->data, event->length);
+    if (message == NULL ||
+        server_publish(conn->server, message, conn->route->echo_self ? NULL : &conn->subscriber,
+                       NULL) < 0) {
+        message_release(message);
         conn_fail(conn, WS_CLOSE_INTERNAL_ERROR, "out of memory");
         return;
     }
-    memcpy(message->bytes, header, header_length);
-    if (event->length > 0)
-        memcpy(message->bytes + header_length, event->data, event->length);
-    hub_publish(conn->server->hub, conn->channel, message,
-                conn->route->echo_self ? NULL : &conn->subscriber);
-    hub_message_release(message);
+    message_release(message);
+}
+
+static void conn_handle_message(struct conn *conn, const struct ws_event *event)
+{
+    conn->server->stats.messages_received++;
+    conn->server->stats.bytes_received += event->length;
+    switch (conn->route->mode) {
+    case ROUTE_MODE_ECHO:
+        conn_write_frame(conn, event->opcode, event->data, event->length);
+        break;
+    case ROUTE_MODE_BROADCAST:
+        conn_broadcast(conn, event);
+        break;
+    case ROUTE_MODE_PUBSUB:
+        if (event->opcode == WS_OP_TEXT)
+            pubsub_handle_text(conn->pubsub, event->data, event->length);
+        else
+            pubsub_handle_binary(conn->pubsub);
+        break;
+    }
 }
 
 static void conn_handle_close(struct conn *conn, const struct ws_event *event)
@@ -756,6 +1170,19 @@ void conn_close_all(struct server *server, unsigned code, const char *reason)
 {
     for (struct conn *conn = server->connections; conn != NULL; conn = conn->next)
         conn_close(conn, code, reason);
+}
+
+size_t conn_disconnect_user(struct server *server, const char *user, unsigned code,
+                            const char *reason)
+{
+    size_t count = 0;
+    for (struct conn *conn = server->connections; conn != NULL; conn = conn->next) {
+        if (conn->state == CONN_OPEN && conn->user != NULL && strcmp(conn->user, user) == 0) {
+            conn_close(conn, code, reason);
+            count++;
+        }
+    }
+    return count;
 }
 
 void conn_drop_all(struct server *server)

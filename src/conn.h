@@ -9,6 +9,8 @@
 #ifndef WSBROKER_CONN_H
 #define WSBROKER_CONN_H
 
+#include <stddef.h>
+
 #include <event2/util.h>
 #include <sys/socket.h>
 
@@ -28,6 +30,11 @@ void conn_reap(struct server *server);
 
 /* Closes every live connection with 1001 (shutdown). */
 void conn_close_all(struct server *server, unsigned code, const char *reason);
+
+/* Starts closing every open WebSocket of user with code and reason.
+ * Returns how many. */
+size_t conn_disconnect_user(struct server *server, const char *user, unsigned code,
+                            const char *reason);
 
 /* Drops every live connection at once. */
 void conn_drop_all(struct server *server);

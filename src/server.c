@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "conn.h"
 #include "wsframe.h"
@@ -24,6 +25,31 @@ static void server_reap_cb(evutil_socket_t fd, short events, void *arg)
 void server_schedule_reap(struct server *server)
 {
     event_active(server->reap_event, EV_TIMEOUT, 0);
+}
+
+int64_t server_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec;
+}
+
+long server_publish(struct server *server, struct message *message,
+                    const struct hub_subscriber *except, char *epoch)
+{
+    const struct channel_rule *rule = config_channel_rule(server->config, message->channel);
+    long deliveries = hub_publish(server->hub, message, rule, except, server_now(), epoch);
+    if (deliveries >= 0)
+        server->stats.messages_published++;
+    return deliveries;
+}
+
+static void server_expire_cb(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct server *server = arg;
+    hub_expire(server->hub, server_now());
 }
 
 void server_connection_gone(struct server *server)
@@ -198,6 +224,7 @@ static void server_begin_shutdown(struct server *server, int signal_number)
     server->shutting_down = true;
     log_info(&server->log, "shutting down on signal %d", signal_number);
     server_close_listeners(server);
+    event_del(server->expire_timer);
     conn_close_all(server, WS_CLOSE_GOING_AWAY, "server shutdown");
     struct timeval delay = { (time_t)server->config->shutdown_timeout, 0 };
     server->shutdown_timer = evtimer_new(server->base, server_shutdown_timeout_cb, server);
@@ -248,7 +275,10 @@ int server_init(struct server *server, struct config *config, const char *config
     }
     server->reap_event = event_new(server->base, -1, 0, server_reap_cb, server);
     server->accept_resume_timer = evtimer_new(server->base, server_accept_resume_cb, server);
+    server->expire_timer = event_new(server->base, -1, EV_PERSIST, server_expire_cb, server);
+    struct timeval second = { 1, 0 };
     if (server->reap_event == NULL || server->accept_resume_timer == NULL ||
+        server->expire_timer == NULL || event_add(server->expire_timer, &second) != 0 ||
         server_watch_signals(server) != 0) {
         log_error(&server->log, "cannot set up the event loop");
         return -1;
@@ -282,9 +312,12 @@ void server_cleanup(struct server *server)
         event_free(server->shutdown_timer);
     if (server->accept_resume_timer != NULL)
         event_free(server->accept_resume_timer);
+    if (server->expire_timer != NULL)
+        event_free(server->expire_timer);
     if (server->reap_event != NULL)
         event_free(server->reap_event);
     hub_free(server->hub);
+    stats_free(&server->stats);
     if (server->base != NULL)
         event_base_free(server->base);
     config_release(server->config);

@@ -13,6 +13,8 @@
 #include "config.h"
 #include "hub.h"
 #include "log.h"
+#include "message.h"
+#include "stats.h"
 
 struct conn;
 
@@ -31,8 +33,10 @@ struct server {
     bool accept_paused;
     struct event *signal_events[3];
     struct event *shutdown_timer;
+    struct event *expire_timer;     /* ages channel history once a second */
     unsigned connection_count;
     bool shutting_down;
+    struct stats stats;
 };
 
 /* Sets up the server for config (which it retains): event base, hub, signal
@@ -45,6 +49,16 @@ int server_run(struct server *server);
 
 /* Frees everything server_init set up. */
 void server_cleanup(struct server *server);
+
+/* Seconds on the monotonic clock: the time base of channel history. */
+int64_t server_now(void);
+
+/* Publishes message on its channel under the current channel rules,
+ * counting it; except (may be NULL) is not delivered to; the channel's epoch
+ * is copied to epoch when not NULL (HUB_EPOCH_SIZE bytes). Returns the
+ * number of deliveries or -1 when out of memory. */
+long server_publish(struct server *server, struct message *message,
+                    const struct hub_subscriber *except, char *epoch);
 
 /* For conn.c: queue a closed connection to be freed on the next loop pass. */
 void server_schedule_reap(struct server *server);

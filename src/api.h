@@ -1,0 +1,47 @@
+/* api — the broker's HTTP endpoints besides static files and upgrades:
+ * /healthz, /metrics and the /api/ tree (publish, channels, connections).
+ * The connection reads the request (and its body) and writes the response;
+ * this module decides it. */
+#ifndef WSBROKER_API_H
+#define WSBROKER_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "http.h"
+
+struct server;
+struct config;
+
+struct api_request {
+    const struct http_request *http;
+    const char *path;              /* raw path (not decoded), no query */
+    size_t path_length;
+    const char *query;             /* NULL when absent */
+    size_t query_length;
+    const char *body;              /* Content-Length bytes, NULL when none */
+    size_t body_length;
+    const struct sockaddr *peer;
+};
+
+struct api_response {
+    int status;
+    const char *content_type;
+    char *body;                    /* malloc'd; the caller frees it */
+    size_t body_length;
+    const char *extra_headers;     /* static "Name: value\r\n" lines or NULL */
+};
+
+/* True when path is one of this module's endpoints. */
+bool api_is_endpoint(const char *path, size_t path_length);
+
+/* The body limit for a request to path, before it is read: 0 when the
+ * endpoint takes no body. */
+size_t api_body_limit(const struct config *config, const char *path, size_t path_length);
+
+/* Answers a request for one of this module's endpoints. */
+void api_handle(struct server *server, const struct config *config,
+                const struct api_request *request, struct api_response *response);
+
+#endif

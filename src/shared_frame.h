@@ -1,0 +1,25 @@
+/* shared_frame — bytes of one encoded WebSocket frame, refcounted, so one
+ * encoding serves every receiver: output queues hold references to it
+ * (evbuffer_add_reference), never copies. Immutable once shared. */
+#ifndef WSBROKER_SHARED_FRAME_H
+#define WSBROKER_SHARED_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct shared_frame {
+    unsigned refcount;
+    size_t length;
+    uint8_t bytes[];
+};
+
+/* A frame with room for length bytes and refcount 1; NULL when out of memory. */
+struct shared_frame *shared_frame_new(size_t length);
+
+/* An unmasked, final (server) frame of opcode carrying payload. */
+struct shared_frame *shared_frame_encode(uint8_t opcode, const void *payload, size_t length);
+
+struct shared_frame *shared_frame_retain(struct shared_frame *frame);
+void shared_frame_release(struct shared_frame *frame);   /* NULL ok */
+
+#endif
