@@ -1,10 +1,13 @@
-"""Fixtures for the browser tests: a broker serving www/ with the chat route,
-and headless Chromium sessions driven through chromedriver.
+"""Fixtures for the browser tests: a broker serving www/ with the pubsub
+route /ws the chat page uses (plus the broadcast route /chat/:room and the
+HTTP publish API, so tests can talk into a room from outside the page), and
+headless Chromium sessions driven through chromedriver.
 
 Environment:
   WSBROKER_BIN      the daemon to test (required)
   WSBROKER_SRCDIR   the source tree; its www/ is the static root (required)
 """
+import json
 import os
 import shutil
 import signal
@@ -12,12 +15,15 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 15.0
+API_TOKEN = "browser-test-token"
 
 
 def _env_path(name):
@@ -40,6 +46,7 @@ class Broker:
         self.log_path = log_path
         self.port = None
         self.proc = None
+        self.api_token = API_TOKEN
         self._log = None
 
     @property
@@ -53,9 +60,24 @@ class Broker:
         except OSError:
             return ""
 
+    def api_publish(self, channel, body, content_type="application/json"):
+        """POST /api/publish/CHANNEL; returns the decoded 202 answer."""
+        if not isinstance(body, bytes):
+            body = body.encode("utf-8")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/publish/" + urllib.parse.quote(channel, safe=""),
+            data=body, method="POST",
+            headers={"Authorization": "Bearer " + self.api_token,
+                     "Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 202, answer.status
+            return json.loads(answer.read())
+
     def start(self, port):
+        """Starts the daemon on port; may be called again after stop()
+        (a restart on the same port), the log is appended to."""
         self.port = port
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "-f", "-c", self.config],
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
@@ -101,9 +123,16 @@ def broker(tmp_path):
     config.write_text(
         f'listen = ( {{ address = "127.0.0.1"; port = {port}; }} );\n'
         'routes = (\n'
-        '  { path = "/chat/:room"; mode = "broadcast"; channel = "room:{room}"; }\n'
+        '  { path = "/chat/:room"; mode = "broadcast"; channel = "room:{room}"; },\n'
+        '  { path = "/ws"; mode = "pubsub"; }\n'
         ');\n'
-        f'http = {{ static_root = "{www}"; }};\n'
+        'channels = (\n'
+        '  { match = "room:announcements"; history = 50; presence = true;'
+        ' publish = "api_only"; },\n'
+        '  { match = "room:*"; history = 50; history_ttl = 3600; presence = true;'
+        ' publish = "members"; }\n'
+        ');\n'
+        f'http = {{ static_root = "{www}"; api_token = "{API_TOKEN}"; }};\n'
         'log_level = "debug";\n')
     b = Broker(binary, str(config), str(tmp_path / "wsbroker.log"))
     b.start(port)
@@ -140,6 +169,11 @@ def browser():
                                   options=options)
         driver.set_page_load_timeout(10)
         drivers.append(driver)
+        if width < 500:
+            # Chromium's windows are never narrower than 500 pixels; a phone
+            # viewport needs device emulation.
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
         return driver
 
     yield start
