@@ -417,9 +417,10 @@ bool api_is_endpoint(const char *path, size_t path_length)
 
 size_t api_body_limit(const struct config *config, const char *path, size_t path_length)
 {
-    return api_path_starts(path, path_length, API_PUBLISH_PREFIX)
-               ? (size_t)config->websocket.max_message_size
-               : 0;
+    /* The whole /api/ tree reads bounded bodies, so a wrong method gets its
+     * 405 rather than a 413. */
+    return api_path_starts(path, path_length, API_PREFIX) ? (size_t)config->websocket.max_message_size
+                                                          : 0;
 }
 
 static void api_handle_tree(struct server *server, const struct config *config,

@@ -9,14 +9,29 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "deflate.h"
 #include "log.h"
 #include "netaddr.h"
 
 #define CONFIG_ERROR_SIZE 512
 
+struct tls_config {
+    char *cert_file;          /* PEM certificate chain (absolute path) */
+    char *key_file;           /* PEM private key (absolute path) */
+    int min_version;          /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
+    char *ciphers;            /* TLS 1.2 cipher list, NULL = OpenSSL's default */
+    char *ciphersuites;       /* TLS 1.3 suites, NULL = OpenSSL's default */
+    bool verify_client;       /* require a client certificate, default false */
+    char *ca_file;            /* CAs for client certificates (absolute), or NULL */
+};
+
+/* A TCP listener (address + port) or a Unix socket listener (path). */
 struct listen_config {
-    char *address;            /* numeric IPv4 or IPv6 address */
+    char *address;            /* numeric IPv4 or IPv6 address, NULL for a Unix socket */
     unsigned port;            /* 1..65535 */
+    char *path;               /* Unix socket path (absolute), or NULL */
+    unsigned mode;            /* Unix socket permissions, default 0660 */
+    struct tls_config *tls;   /* NULL: plain */
 };
 
 enum route_mode {
@@ -47,6 +62,14 @@ struct websocket_config {
     unsigned ping_timeout;       /* seconds, default 60, > ping_interval */
     unsigned handshake_timeout;  /* seconds, default 10 */
     unsigned close_timeout;      /* seconds to wait for the peer's close, default 5 */
+    struct deflate_options compression;   /* permessage-deflate */
+};
+
+struct proxy_config {
+    /* peers whose X-Forwarded-For / X-Real-IP / X-Forwarded-Proto are
+     * believed; default 127.0.0.1 and ::1 */
+    struct netaddr_range *trusted;
+    size_t trusted_count;
 };
 
 struct limits_config {
@@ -102,6 +125,9 @@ struct config {
     struct channel_rule *channel_rules;
     size_t channel_rule_count;
     struct auth_config auth;
+    struct proxy_config proxy;
+    char *user;                  /* drop privileges to this user when started
+                                    as root; NULL = stay */
     enum log_level log_level;
     unsigned shutdown_timeout;   /* seconds SIGTERM waits for close handshakes, default 5 */
 };

@@ -25,6 +25,7 @@
 #include "hub.h"
 #include "log.h"
 #include "message.h"
+#include "proxy.h"
 #include "pubsub.h"
 #include "route.h"
 #include "server.h"
@@ -45,7 +46,7 @@ enum conn_state {
  * response before the client read it. */
 #define CONN_LINGER_SECONDS 2
 
-#define CONN_PEER_SIZE (INET6_ADDRSTRLEN + 9)
+#define CONN_PEER_SIZE (2 * INET6_ADDRSTRLEN + 24)
 #define CONN_TOKEN_MAX 8192
 #define CONN_USER_MAX 64
 
@@ -70,7 +71,8 @@ struct conn {
     struct auth_identity identity;   /* valid when has_identity */
     bool has_identity;
     long route_stats;                /* index in server->stats.routes, or -1 */
-    struct sockaddr_storage peer_address;
+    struct sockaddr_storage peer_address;     /* the socket's peer */
+    struct sockaddr_storage client_address;   /* believed client (proxy.trusted) */
     struct ws_decoder decoder;
     uint64_t frames_seen;            /* decoder frame count at the last read */
     struct timespec last_frame_at;   /* keep-alive clock */
@@ -189,8 +191,10 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
     conn->subscriber.deliver = conn_deliver;
     conn->subscriber.deliver_event = conn_deliver_event;
     conn->route_stats = -1;
-    if ((size_t)address_length <= sizeof(conn->peer_address))
+    if ((size_t)address_length <= sizeof(conn->peer_address)) {
         memcpy(&conn->peer_address, address, (size_t)address_length);
+        memcpy(&conn->client_address, address, (size_t)address_length);
+    }
     conn_format_peer(address, conn->peer, sizeof(conn->peer));
     conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
@@ -455,11 +459,14 @@ static void conn_reject_counted(struct conn *conn, const struct http_request *re
                                 const char *reason, const char *extra_headers,
                                 enum stats_reject counted_as)
 {
+    /* The path only: a query string may carry a token, which logs must not keep. */
     int method_length = request != NULL ? (int)request->method_length : 1;
-    int target_length = request != NULL ? (int)request->target_length : 1;
-    log_info(&conn->server->log, "reject %s \"%.*s %.*s\" %d: %s", conn->peer, method_length,
-             request != NULL ? request->method : "-", target_length,
-             request != NULL ? request->target : "-", status, reason);
+    const char *path = conn->path != NULL ? conn->path : "-";
+    const char *query_mark = request != NULL && memchr(request->target, '?', request->target_length)
+                                 ? "?..."
+                                 : "";
+    log_info(&conn->server->log, "reject %s \"%.*s %s%s\" %d: %s", conn->peer, method_length,
+             request != NULL ? request->method : "-", path, query_mark, status, reason);
     conn_count_reject(conn, request, counted_as);
     char body[256];
     snprintf(body, sizeof(body), "%d %s: %s\n", status, http_status_reason(status), reason);
@@ -519,9 +526,8 @@ static void conn_serve_file(struct conn *conn, const struct http_request *reques
         return;
     }
     conn->server->stats.http_requests++;
-    log_debug(&conn->server->log, "static %s \"%.*s %.*s\" 200", conn->peer,
-              (int)request->method_length, request->method, (int)request->target_length,
-              request->target);
+    log_debug(&conn->server->log, "static %s \"%.*s %s\" 200", conn->peer,
+              (int)request->method_length, request->method, conn->path);
     conn_finish(conn);
 }
 
@@ -789,11 +795,28 @@ static void conn_respond_api(struct conn *conn, const struct http_request *reque
         conn_drop(conn);
         return;
     }
-    log_debug(&conn->server->log, "api %s \"%.*s %.*s\" %d", conn->peer,
-              (int)request->method_length, request->method, (int)request->target_length,
-              request->target, response->status);
+    log_debug(&conn->server->log, "api %s \"%.*s %s\" %d", conn->peer,
+              (int)request->method_length, request->method, conn->path, response->status);
     conn->server->stats.http_requests++;
     conn_finish(conn);
+}
+
+/* A refusal of an API request before its body is read, in the API's JSON
+ * error form. text must need no JSON escaping. */
+static void conn_api_error(struct conn *conn, const struct http_request *request, int status,
+                           const char *text)
+{
+    char body[160];
+    int length = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", text);
+    struct api_response response = {
+        .status = status,
+        .content_type = "application/json",
+        .body = body,
+        .body_length = length > 0 ? (size_t)length : 0,
+    };
+    log_info(&conn->server->log, "reject %s \"%.*s %s\" %d: %s", conn->peer,
+             (int)request->method_length, request->method, conn->path, status, text);
+    conn_respond_api(conn, request, &response);
 }
 
 /* Reads Content-Length: 0 when absent, -1 when malformed. */
@@ -822,17 +845,17 @@ static bool conn_handle_api(struct conn *conn, const struct http_request *reques
                             size_t query_length)
 {
     if (http_request_header(request, "Transfer-Encoding") != NULL) {
-        conn_reject(conn, request, 501, "Transfer-Encoding is not supported", NULL);
+        conn_api_error(conn, request, 501, "Transfer-Encoding is not supported");
         return true;
     }
     long long body_length = conn_content_length(request);
     if (body_length < 0) {
-        conn_reject(conn, request, 400, "invalid Content-Length", NULL);
+        conn_api_error(conn, request, 400, "invalid Content-Length");
         return true;
     }
     size_t limit = api_body_limit(conn->config, request->target, path_length);
     if ((unsigned long long)body_length > limit) {
-        conn_reject(conn, request, 413, "request body too large", NULL);
+        conn_api_error(conn, request, 413, "request body too large");
         return true;
     }
     struct evbuffer *input = bufferevent_get_input(conn->bev);
@@ -859,7 +882,7 @@ static bool conn_handle_api(struct conn *conn, const struct http_request *reques
                     ? data + head_length
                     : NULL,
         .body_length = (size_t)body_length,
-        .peer = (const struct sockaddr *)&conn->peer_address,
+        .peer = (const struct sockaddr *)&conn->client_address,
     };
     struct api_response response;
     api_handle(conn->server, conn->config, &api, &response);
@@ -884,6 +907,25 @@ static bool conn_copy_path(struct conn *conn, const struct http_request *request
     return true;
 }
 
+/* Behind a trusted proxy the client is who the forwarding headers say;
+ * logs then name both. */
+static void conn_resolve_client(struct conn *conn, const struct http_request *request)
+{
+    if (!proxy_client_address(request, (const struct sockaddr *)&conn->peer_address,
+                              &conn->config->proxy, &conn->client_address))
+        return;
+    char client[CONN_PEER_SIZE];
+    char host[INET6_ADDRSTRLEN] = "?";
+    const void *bytes = conn->client_address.ss_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&conn->client_address)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&conn->client_address)->sin6_addr;
+    inet_ntop(conn->client_address.ss_family, bytes, host, sizeof(host));
+    /* A cut log name is harmless; the address itself is kept whole. */
+    if (snprintf(client, sizeof(client), "%s via %s", host, conn->peer) < 0)
+        return;
+    memcpy(conn->peer, client, sizeof(conn->peer));
+}
+
 /* Returns false when the request is not complete yet (its body is still
  * arriving); the caller drains head_length bytes otherwise. */
 static bool conn_handle_request(struct conn *conn, const struct http_request *request,
@@ -898,6 +940,7 @@ static bool conn_handle_request(struct conn *conn, const struct http_request *re
         conn_drop(conn);
         return true;
     }
+    conn_resolve_client(conn, request);
     if (conn->over_limit) {
         conn_reject(conn, request, 503, "too many connections", "Retry-After: 1\r\n");
         return true;
@@ -1134,6 +1177,7 @@ static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
     switch (conn->state) {
     case CONN_HTTP:
         log_info(&conn->server->log, "handshake timeout %s", conn->peer);
+        conn->server->stats.rejected[STATS_REJECT_TIMEOUT]++;
         conn_respond(conn, 408, NULL, "408 Request Timeout\n");
         break;
     case CONN_OPEN:

@@ -88,6 +88,9 @@ struct hub_position {
 void hub_position(const struct hub_subscriber *subscriber, bool has_since, uint64_t since,
                   const char *epoch, int64_t now, struct hub_position *position);
 
+/* The seq the next message published on the channel named name gets. */
+uint64_t hub_next_seq(const struct hub *hub, const char *name);
+
 /* Delivers the held messages with seq > after to subscriber, in order. */
 void hub_replay(struct hub *hub, struct hub_subscriber *subscriber, uint64_t after, int64_t now);
 

@@ -204,13 +204,18 @@ static void pubsub_unsubscribe(struct pubsub_session *session, const struct enve
     pubsub_send_ok(session, r->id, NULL);
 }
 
-/* An upper bound of the message event's size, known before the hub numbers
- * it: channel names need no escaping, a user name's characters at most six
- * bytes each, and the rest is fixed text and a 20-digit seq. */
-static size_t pubsub_envelope_bound(const struct message *message)
+/* Whether the message event fits max_message_size, known exactly before
+ * publishing: the hub will give the message the channel's next seq, so the
+ * event is built now with it (and then shared by every pubsub receiver). */
+static bool pubsub_event_fits(struct pubsub_session *session, struct message *message)
 {
-    size_t from = message->from != NULL ? 6 * strlen(message->from) : 0;
-    return message->length + strlen(message->channel) + from + 96;
+    message->seq = hub_next_seq(pubsub_hub(session), message->channel);
+    struct shared_frame *frame = message_envelope_frame(message);
+    if (frame == NULL)
+        return false;
+    unsigned length_code = frame->bytes[1] & 0x7f;   /* server frames are unmasked */
+    size_t header = length_code == 127 ? 10 : length_code == 126 ? 4 : 2;
+    return frame->length - header <= session->host.config->websocket.max_message_size;
 }
 
 static void pubsub_publish(struct pubsub_session *session, const struct envelope_request *r)
@@ -231,7 +236,7 @@ static void pubsub_publish(struct pubsub_session *session, const struct envelope
         pubsub_send_error(session, r->id, ENVELOPE_UNAVAILABLE, "out of memory");
         return;
     }
-    if (pubsub_envelope_bound(message) > session->host.config->websocket.max_message_size) {
+    if (!pubsub_event_fits(session, message)) {
         message_release(message);
         pubsub_send_error(session, r->id, ENVELOPE_TOO_LARGE, "message larger than max_message_size");
         return;
