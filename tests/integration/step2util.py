@@ -245,6 +245,8 @@ def api_publish(port, channel_path, data=None, text=None, token=API_TOKEN):
 
 def assert_json_error(response, status):
     assert response.status == status, response
+    ctype = response.header("Content-Type") or ""
+    assert ctype.startswith("application/json"), response
     body = response.json()
     assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], \
         response
@@ -333,3 +335,23 @@ def jwt_openssl(claims, private_pem, alg, header=None):
 def now():
     return int(time.time())
 
+
+
+# ---------------------------------------------------------------- config checks
+
+def check_config(config_file, marker=None, **overrides):
+    """Writes the fixture's default config with overrides, runs `wsbroker -t`
+    on it and returns (result, path). With marker, expects a failure that
+    names the file and the line holding marker."""
+    from conftest import line_of, run_wsbroker
+    path = config_file(**overrides)
+    result = run_wsbroker("-t", "-c", path)
+    if marker is not None:
+        with open(path) as f:
+            text = f.read()
+        assert result.returncode != 0, "accepted: %s\n%s" % (overrides, text)
+        prefix = "%s:%d:" % (path, line_of(text, marker))
+        assert prefix in result.stderr, "expected %r in %r" % (prefix, result.stderr)
+    else:
+        assert result.returncode == 0, result.stderr
+    return result, path

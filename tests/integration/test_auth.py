@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from step2util import (ANON_RE, STEP2_ROUTES, Clients, b64url, compact, jwt_hs256,
+from step2util import (ANON_RE, STEP2_ROUTES, Clients, b64url, check_config, compact, jwt_hs256,
                        jwt_openssl, jwt_unsigned, make_key_pair, now, pubsub)
 from wsclient import OP_TEXT, upgrade
 
@@ -342,3 +342,27 @@ def test_publish_token_refuses_everyone_without_auth(noauth, clients):
     ws.subscribe("tok:x")
     ws.publish("tok:x", 1, id=1)
     ws.expect_error("forbidden", id=1)
+
+
+# ---------------------------------------------------------------- config
+
+@pytest.mark.parametrize("group", [
+    {"algorithm": "HS512", "secret": "s"},
+    {"algorithm": "none", "secret": "s"},
+    {"algorithm": "HS256"},
+    {"algorithm": "HS256", "secret": ""},
+    {"algorithm": "RS256"},
+    {"algorithm": "ES256", "public_key_file": "/nonexistent/key.pem"},
+    {"algorithm": "HS256", "secret": "s", "required": "yes"},
+    {"algorithm": "HS256", "secret": "s", "cookei": "x"},
+], ids=["HS512", "none", "no secret", "empty secret", "RS256 without key", "missing key file",
+        "required not bool", "unknown key"])
+def test_invalid_auth_group_is_a_config_error(config_file, group):
+    result, path = check_config(config_file, marker="auth = ", auth=group)
+    assert result.stderr.startswith(path + ":")
+
+
+def test_public_key_of_the_wrong_type_is_a_config_error(config_file, tmp_path):
+    _, rsa_public = make_key_pair(tmp_path, "rsa")
+    check_config(config_file, marker="auth = ",
+                 auth={"algorithm": "ES256", "public_key_file": rsa_public})

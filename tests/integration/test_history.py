@@ -9,10 +9,14 @@ import time
 
 import pytest
 
-from step2util import API_TOKEN, STEP2_ROUTES, Clients, api, compact, keys_of, pubsub, wait_until
+from step2util import (API_TOKEN, STEP2_ROUTES, Clients, api, check_config, compact, keys_of,
+                       pubsub, wait_until)
 from wsclient import OP_BINARY, OP_TEXT, build_frame
 
 CHANNELS = [
+    {"match": "first:*", "history": 2, "publish": "anyone"},
+    {"match": "first:deep*", "history": 50, "publish": "anyone"},
+    {"match": "x*y", "history": 3, "publish": "anyone"},
     {"match": "h:*", "history": 5, "publish": "anyone"},
     {"match": "big:*", "history": 5000, "publish": "anyone"},
     {"match": "ttl:*", "history": 10, "history_ttl": 1, "publish": "anyone"},
@@ -437,3 +441,51 @@ def describe(seqs, since):
                 position, expected, s, seqs[max(0, position - 3):position + 3])
         expected += 1
     return "length %d" % len(seqs)
+
+
+# ---------------------------------------------------------------- rules
+
+def test_first_matching_rule_wins(b, clients):
+    fill(b.port, "first:deep1", 5)               # "first:*" (history 2) comes first
+    alice = clients.pubsub(b.port, user="alice")
+    reply = alice.subscribe("first:deep1", id=1, since=0)
+    assert reply["recovered"] is False
+    expect_replay(alice, "first:deep1", [4, 5])
+
+
+@pytest.mark.parametrize("channel,held", [
+    ("xy", 3), ("x/a:b@c-y", 3), ("xyy", 3), ("x1y2", 0), ("ax1y", 0), ("X1y", 0),
+])
+def test_star_matches_any_run_of_characters(b, clients, channel, held):
+    for i in range(4):
+        assert api(b.port, "POST", "/api/publish/" + channel, body=str(i).encode(),
+                   content_type="application/json").status == 202
+    alice = clients.pubsub(b.port, user="alice")
+    alice.subscribe(channel, id=1, since=0)
+    for i in range(4 - held, 4):
+        assert alice.recv() == {"op": "message", "channel": channel, "seq": i + 1, "data": i}
+    alice.silent(0.2)
+
+
+@pytest.mark.parametrize("rule,marker", [
+    ({"match": "a*", "history": 100001}, "history = 100001"),
+    ({"match": "a*", "history": -1}, "history = -1"),
+    ({"match": "a*", "history": "5"}, 'history = "5"'),
+    ({"match": "a*", "history_ttl": 31536001}, "history_ttl = 31536001"),
+    ({"match": "a*", "history_ttl": -5}, "history_ttl = -5"),
+    ({"match": "a*", "publish": "nobody"}, '"nobody"'),
+    ({"match": "a*", "histroy": 5}, "histroy"),
+])
+def test_invalid_channel_rules_are_config_errors(config_file, rule, marker):
+    check_config(config_file, marker=marker,
+                 channels=[{"match": "ok*", "history": 1}, rule])
+
+
+def test_channel_rule_limits_are_accepted(config_file):
+    check_config(config_file, channels=[
+        {"match": "a*", "history": 100000, "history_ttl": 31536000, "presence": True,
+         "publish": "anyone"},
+        {"match": "b*", "history": 0, "history_ttl": 0, "presence": False, "publish": "token"},
+        {"match": "c*", "publish": "api_only"},
+        {"match": "d*", "publish": "members"},
+    ])

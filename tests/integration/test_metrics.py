@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from step2util import (API_TOKEN, STEP2_ROUTES, Clients, api_publish, jwt_hs256, now, raw,
-                       wait_until)
+from step2util import (API_TOKEN, STEP2_ROUTES, Clients, api_publish, check_config, jwt_hs256,
+                       now, raw, wait_until)
 from wsclient import OP_BINARY, OP_TEXT, build_frame, http_request, upgrade
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -484,3 +484,14 @@ def test_metrics_allow(broker, allow, status):
 
 def test_metrics_allow_default_is_loopback(b):
     assert http_request(b.port, "/metrics").status == 200
+
+
+@pytest.mark.parametrize("allow", [["nonsense"], ["10.0.0.0/33"], ["::1/129"], ["10.0.0.0/"],
+                                   ["300.1.1.1"], "127.0.0.1"])
+def test_invalid_metrics_allow_is_a_config_error(config_file, allow):
+    check_config(config_file, marker="metrics_allow", http={"metrics_allow": allow})
+
+
+def test_metrics_allow_accepts_addresses_and_cidrs(config_file):
+    check_config(config_file, http={"metrics_allow": ["::1", "fe80::/10", "192.168.0.0/16",
+                                                      "10.1.2.3", "0.0.0.0/0", "::/0"]})

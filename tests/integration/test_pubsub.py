@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from step2util import API_TOKEN, STEP2_ROUTES, Clients, api_publish, compact, keys_of, raw
+from step2util import (API_TOKEN, STEP2_ROUTES, Clients, api_publish, check_config, compact,
+                       keys_of, raw)
 from wsclient import OP_BINARY, OP_TEXT, build_frame
 
 MAX_MESSAGE = 4096
@@ -466,3 +467,22 @@ def test_binary_on_broadcast_route_is_still_relayed(b, clients):
     c = clients.raw(b.port, "/chat/bin")
     a.send_binary(b"\x00\x01")
     assert c.recv_message() == (OP_BINARY, b"\x00\x01")
+
+
+# ---------------------------------------------------------------- config
+
+@pytest.mark.parametrize("value", [0, 100001, -1, "8"])
+def test_invalid_max_subscriptions_is_a_config_error(config_file, value):
+    check_config(config_file, marker="max_subscriptions", limits={"max_subscriptions": value})
+
+
+@pytest.mark.parametrize("value", [1, 100000])
+def test_max_subscriptions_limits_are_accepted(config_file, value):
+    check_config(config_file, limits={"max_subscriptions": value},
+                 routes=STEP2_ROUTES)
+
+
+def test_pubsub_route_with_a_channel_is_a_config_error(config_file):
+    check_config(config_file, marker='"/bad"',
+                 routes=[{"path": "/ws", "mode": "pubsub"},
+                         {"path": "/bad", "mode": "pubsub", "channel": "x"}])
