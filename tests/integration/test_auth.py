@@ -296,6 +296,23 @@ def test_publish_token_rule(hs, clients):
     reader.silent(0.2)
 
 
+def test_publish_token_rule_on_a_broadcast_route(broker, clients):
+    b = broker(routes=STEP2_ROUTES, channels=CHANNELS, auth=auth_config(required=False))
+    listener = clients.pubsub(b.port, user="listener")
+    listener.subscribe("tok:b")
+    signed = clients.raw(b.port, "/raw/tok:b", token=token("signer", channels=["tok:*"]))
+    signed.send_text("signed")
+    assert signed.recv_message() == (OP_TEXT, b"signed")
+    assert listener.recv() == {"op": "message", "channel": "tok:b", "seq": 1,
+                               "data": "signed", "from": "signer"}
+    anonymous = clients.raw(b.port, "/raw/tok:b", user="anon")
+    anonymous.send_text("unsigned")
+    assert anonymous.assert_closed_with(1008) == "publish not allowed"
+    listener.silent(0.2)
+    signed.send_text("still fine")
+    assert listener.recv()["data"] == "still fine"
+
+
 # ---------------------------------------------------------------- without auth
 
 @pytest.fixture

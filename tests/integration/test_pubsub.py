@@ -415,7 +415,9 @@ def test_longest_channel_name_and_every_allowed_character(b, clients):
 def test_binary_frame_is_bad_request_and_connection_stays(b, clients):
     alice = clients.pubsub(b.port, user="alice")
     alice.send_binary(b'{"op":"subscribe","channel":"a","id":1}')
-    alice.expect_error("bad_request")
+    reply = alice.expect_error("bad_request")
+    assert reply["message"] == "binary frames are not part of the protocol"
+    assert "id" not in reply
     alice.subscribe("a", id=2)
 
 
