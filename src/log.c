@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,14 @@ static const char *const log_level_names[] = {
 
 #define LOG_LEVEL_COUNT (sizeof(log_level_names) / sizeof(log_level_names[0]))
 
+/* syslog(3) priorities, as the journal reads them from a "<N>" prefix. */
+static const char *const log_journal_prefixes[] = {
+    [LOG_LEVEL_ERROR] = "<3>",
+    [LOG_LEVEL_WARN] = "<4>",
+    [LOG_LEVEL_INFO] = "<6>",
+    [LOG_LEVEL_DEBUG] = "<7>",
+};
+
 int log_level_parse(const char *name, enum log_level *level)
 {
     if (name == NULL)
@@ -35,6 +45,41 @@ int log_level_parse(const char *name, enum log_level *level)
         }
     }
     return -1;
+}
+
+/* Parses an unsigned decimal number ending at *end; digits only, so a
+ * sign, blank or empty field cannot be mistaken for a device or inode. */
+static bool log_parse_number(const char *text, char **end, unsigned long long *value)
+{
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    *value = strtoull(text, end, 10);
+    return errno == 0;
+}
+
+bool log_stderr_is_journal(void)
+{
+    const char *stream = getenv("JOURNAL_STREAM");
+    if (stream == NULL)
+        return false;
+
+    unsigned long long device, inode;
+    char *end;
+    if (!log_parse_number(stream, &end, &device) || *end != ':' ||
+        !log_parse_number(end + 1, &end, &inode) || *end != '\0')
+        return false;
+
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == device && (unsigned long long)st.st_ino == inode;
+}
+
+void log_init(struct log *log, enum log_level level)
+{
+    log->level = level;
+    log->journal = log_stderr_is_journal();
 }
 
 static size_t log_timestamp(char *out, size_t size)
@@ -85,6 +130,22 @@ static void log_emit(const char *line, size_t length)
     }
 }
 
+/* The journal stamps each line with time and priority itself. */
+static size_t log_write_prefix(const struct log *log, enum log_level level, char *line)
+{
+    if (log != NULL && log->journal) {
+        memcpy(line, log_journal_prefixes[level], 3);
+        return 3;
+    }
+    size_t n = log_timestamp(line, LOG_TIMESTAMP_SIZE);
+    line[n++] = ' ';
+    size_t name_length = strlen(log_level_names[level]);
+    memcpy(line + n, log_level_names[level], name_length);
+    n += name_length;
+    line[n++] = ' ';
+    return n;
+}
+
 void log_write(const struct log *log, enum log_level level, const char *format, ...)
 {
     enum log_level enabled = log != NULL ? log->level : LOG_LEVEL_INFO;
@@ -107,12 +168,7 @@ void log_write(const struct log *log, enum log_level level, const char *format, 
     size_t message_length = truncated ? sizeof(message) - 1 : (size_t)formatted;
 
     char line[LOG_LINE_MAX];
-    size_t n = log_timestamp(line, LOG_TIMESTAMP_SIZE);
-    line[n++] = ' ';
-    size_t name_length = strlen(log_level_names[level]);
-    memcpy(line + n, log_level_names[level], name_length);
-    n += name_length;
-    line[n++] = ' ';
+    size_t n = log_write_prefix(log, level, line);
     n += log_escape(line + n, message, message_length);
     if (truncated) {
         memcpy(line + n, "...", 3);
