@@ -46,8 +46,9 @@ bool deflate_negotiate(const struct http_request *request, const struct deflate_
 
 struct deflate_inflater;
 
-/* NULL when out of memory. Uses params->client_max_window_bits and resets
- * between messages when client_no_context_takeover. */
+/* NULL when out of memory. Inflates with a 15-bit window, which reads any
+ * params->client_max_window_bits, and resets between messages when
+ * client_no_context_takeover. */
 struct deflate_inflater *deflate_inflater_new(const struct deflate_params *params);
 void deflate_inflater_free(struct deflate_inflater *inflater);   /* NULL ok */
 
