@@ -13,15 +13,19 @@
 #include <inttypes.h>
 #include <libconfig.h>
 #include <limits.h>
+#include <openssl/tls1.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "pattern.h"
 #include "route.h"
+#include "tls.h"
 
 /* A config file is a few kilobytes; anything far larger is a mistake
  * (wrong file) and is refused before it costs memory. */
@@ -31,6 +35,10 @@
 #define CONFIG_AUTH_ERROR_SIZE 256
 #define CONFIG_CHANNEL_PATTERN_MAX 128
 #define CONFIG_KEY_PATH_MAX 160
+/* getpwnam_r's buffer grows up to this for users with huge entries. */
+#define CONFIG_PASSWD_BUFFER_MAX (1024 * 1024)
+/* Longest Unix socket path: sun_path holds it and its NUL. */
+#define CONFIG_SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1)
 
 #define CONFIG_ALNUM "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 #define CONFIG_TCHARS CONFIG_ALNUM "!#$%&'*+-.^_`|~"
@@ -44,7 +52,11 @@ struct config_loader {
 
 enum config_kind {
     CONFIG_KIND_UINT,            /* unsigned, range min..max */
+    CONFIG_KIND_INT,             /* int, range min..max (max <= INT_MAX) */
+    CONFIG_KIND_SIZE,            /* size_t, range min..max */
     CONFIG_KIND_U64,             /* uint64_t, range min..max */
+    CONFIG_KIND_MODE,            /* unsigned permission bits 0..max: an
+                                    integer, or a string of octal digits */
     CONFIG_KIND_BOOL,            /* bool */
     CONFIG_KIND_STRING,          /* char *, NULL when absent */
     CONFIG_KIND_STRINGS,         /* char ** at offset, size_t count at count_offset */
@@ -52,6 +64,7 @@ enum config_kind {
     CONFIG_KIND_ROUTE_MODE,      /* enum route_mode, one of choices */
     CONFIG_KIND_PUBLISH,         /* enum publish_policy, one of choices */
     CONFIG_KIND_AUTH_ALGORITHM,  /* enum auth_algorithm, one of choices */
+    CONFIG_KIND_TLS_VERSION,     /* int (TLS1_2_VERSION...), one of choices */
     CONFIG_KIND_RANGES,          /* struct netaddr_range * at offset, size_t count
                                     at count_offset, from an array of strings;
                                     default_strings when absent */
@@ -59,6 +72,9 @@ enum config_kind {
                                     setting itself; nothing is stored (secrets
                                     and key files, used up while loading) */
     CONFIG_KIND_GROUP,           /* embedded struct read with table */
+    CONFIG_KIND_OBJECT,          /* struct read with table into memory of its
+                                    own, pointer at offset; NULL when absent,
+                                    so absence turns the feature off */
     CONFIG_KIND_LIST,            /* array of table->object_size items at offset,
                                     size_t count at count_offset; min = 1 when it
                                     must not be empty */
@@ -103,6 +119,8 @@ struct config_table {
     { (keys), CONFIG_COUNT(keys), sizeof(type), (check) }
 
 static config_check_fn config_listen_check;
+static config_check_fn config_tls_check;
+static config_check_fn config_root_check;
 static config_check_fn config_websocket_check;
 static config_check_fn config_route_check;
 static config_check_fn config_http_check;
@@ -135,17 +153,70 @@ static const char *const config_auth_algorithms[] = {
     [AUTH_ES256] = "ES256",
 };
 
+static const char *const config_tls_versions[] = { "TLSv1.2", "TLSv1.3" };
+/* OpenSSL's numbers for config_tls_versions, in the same order */
+static const int config_tls_version_numbers[] = { TLS1_2_VERSION, TLS1_3_VERSION };
+
 /* Scraping stays local unless the operator opens it up. */
 static const char *const config_metrics_allow_default[] = { "127.0.0.0/8", "::1" };
+/* A proxy on the same host is the usual deployment; anything further must
+ * be named, or any client could claim any address. */
+static const char *const config_proxy_trusted_default[] = { "127.0.0.1", "::1" };
 
+static const struct config_key config_tls_keys[] = {
+    { .name = "cert", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct tls_config, cert_file),
+      .required = true },
+    { .name = "key", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct tls_config, key_file),
+      .required = true },
+    { .name = "min_version", .kind = CONFIG_KIND_TLS_VERSION,
+      .offset = offsetof(struct tls_config, min_version), .def = 0,
+      .choices = config_tls_versions, .choice_count = CONFIG_COUNT(config_tls_versions) },
+    { .name = "ciphers", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct tls_config, ciphers) },
+    { .name = "ciphersuites", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct tls_config, ciphersuites) },
+    { .name = "verify_client", .kind = CONFIG_KIND_BOOL,
+      .offset = offsetof(struct tls_config, verify_client), .def = false },
+    { .name = "ca_file", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct tls_config, ca_file) },
+};
+static const struct config_table config_tls_table =
+    CONFIG_TABLE(config_tls_keys, struct tls_config, config_tls_check);
+
+/* Which of address + port or path is required depends on the other, so
+ * the check enforces presence, not the table. */
 static const struct config_key config_listen_keys[] = {
     { .name = "address", .kind = CONFIG_KIND_STRING,
-      .offset = offsetof(struct listen_config, address), .required = true },
+      .offset = offsetof(struct listen_config, address) },
     { .name = "port", .kind = CONFIG_KIND_UINT, .offset = offsetof(struct listen_config, port),
-      .min = 1, .max = 65535, .required = true },
+      .min = 1, .max = 65535 },
+    { .name = "path", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct listen_config, path) },
+    { .name = "mode", .kind = CONFIG_KIND_MODE, .offset = offsetof(struct listen_config, mode),
+      .min = 0, .max = 0777, .def = 0660 },
+    { .name = "tls", .kind = CONFIG_KIND_OBJECT, .offset = offsetof(struct listen_config, tls),
+      .table = &config_tls_table },
 };
 static const struct config_table config_listen_table =
     CONFIG_TABLE(config_listen_keys, struct listen_config, config_listen_check);
+
+static const struct config_key config_compression_keys[] = {
+    { .name = "enabled", .kind = CONFIG_KIND_BOOL,
+      .offset = offsetof(struct deflate_options, enabled), .def = true },
+    { .name = "level", .kind = CONFIG_KIND_INT, .offset = offsetof(struct deflate_options, level),
+      .min = 0, .max = 9, .def = 1 },
+    { .name = "min_size", .kind = CONFIG_KIND_SIZE,
+      .offset = offsetof(struct deflate_options, min_size), .min = 0, .max = UINT64_C(1) << 31,
+      .def = 256 },
+    { .name = "memory_level", .kind = CONFIG_KIND_INT,
+      .offset = offsetof(struct deflate_options, memory_level), .min = 1, .max = 9, .def = 8 },
+    /* zlib cannot compress with an 8-bit window (it silently uses 9), so 9
+     * is the least a server may announce */
+    { .name = "max_window_bits", .kind = CONFIG_KIND_INT,
+      .offset = offsetof(struct deflate_options, max_window_bits), .min = 9, .max = 15,
+      .def = 15 },
+};
+static const struct config_table config_compression_table =
+    CONFIG_TABLE(config_compression_keys, struct deflate_options, NULL);
 
 static const struct config_key config_websocket_keys[] = {
     { .name = "allowed_origins", .kind = CONFIG_KIND_STRINGS,
@@ -166,6 +237,9 @@ static const struct config_key config_websocket_keys[] = {
       .def = 10 },
     { .name = "close_timeout", .kind = CONFIG_KIND_UINT,
       .offset = offsetof(struct websocket_config, close_timeout), .min = 1, .max = 3600, .def = 5 },
+    { .name = "compression", .kind = CONFIG_KIND_GROUP,
+      .offset = offsetof(struct websocket_config, compression),
+      .table = &config_compression_table },
 };
 static const struct config_table config_websocket_table =
     CONFIG_TABLE(config_websocket_keys, struct websocket_config, config_websocket_check);
@@ -247,6 +321,16 @@ static const struct config_key config_auth_keys[] = {
 static const struct config_table config_auth_table =
     CONFIG_TABLE(config_auth_keys, struct auth_config, config_auth_check);
 
+static const struct config_key config_proxy_keys[] = {
+    { .name = "trusted", .kind = CONFIG_KIND_RANGES,
+      .offset = offsetof(struct proxy_config, trusted),
+      .count_offset = offsetof(struct proxy_config, trusted_count),
+      .default_strings = config_proxy_trusted_default,
+      .default_string_count = CONFIG_COUNT(config_proxy_trusted_default) },
+};
+static const struct config_table config_proxy_table =
+    CONFIG_TABLE(config_proxy_keys, struct proxy_config, NULL);
+
 static const struct config_key config_root_keys[] = {
     { .name = "listen", .kind = CONFIG_KIND_LIST, .offset = offsetof(struct config, listeners),
       .count_offset = offsetof(struct config, listener_count), .min = 1, .required = true,
@@ -263,6 +347,9 @@ static const struct config_key config_root_keys[] = {
       .count_offset = offsetof(struct config, channel_rule_count), .table = &config_channel_table },
     { .name = "auth", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, auth),
       .table = &config_auth_table, .optional = true },
+    { .name = "proxy", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, proxy),
+      .table = &config_proxy_table },
+    { .name = "user", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct config, user) },
     { .name = "log_level", .kind = CONFIG_KIND_LOG_LEVEL, .offset = offsetof(struct config, log_level),
       .def = LOG_LEVEL_INFO, .choices = config_log_levels,
       .choice_count = CONFIG_COUNT(config_log_levels) },
@@ -270,7 +357,7 @@ static const struct config_key config_root_keys[] = {
       .offset = offsetof(struct config, shutdown_timeout), .min = 1, .max = 3600, .def = 5 },
 };
 static const struct config_table config_root_table =
-    CONFIG_TABLE(config_root_keys, struct config, NULL);
+    CONFIG_TABLE(config_root_keys, struct config, config_root_check);
 
 /* ---- messages ---- */
 
@@ -484,15 +571,29 @@ static void config_prepass_step(struct config_prepass *state, const char *token)
     state->previous = c;
 }
 
+/* An integer literal with a leading zero ("0660", not "0", "0x1f" or
+ * "0.5"). libconfig 1.5 has no octal literals and reads it as decimal 660,
+ * so a permission mode written the C way would silently mean other bits. */
+static bool config_leading_zero(const char *p)
+{
+    if (p[0] != '0' || !config_is_digit(p[1]))
+        return false;
+    p += strspn(p, "0123456789");
+    return *p != '.' && *p != 'e' && *p != 'E';
+}
+
 /* What the pre-pass refuses itself, or NULL. Directives: an @include'd file
  * would bypass the pass. A string where no value may stand ("log_level
  * "info";", "a = "x", "y";" in a group): libconfig 1.5 leaks the string's
  * buffer on that syntax error, so it is reported here first, in libconfig's
- * own words. */
+ * own words. A leading zero: see config_leading_zero. */
 static const char *config_prepass_problem(const struct config_prepass *state, const char *p)
 {
     if (*p == '@')
         return "directives such as @include are not supported";
+    if (config_leading_zero(p))
+        return "an integer with a leading zero is not octal here (0660 would read as 660): "
+               "write a mode as a string, \"0660\"";
     if (*p != '"' || state->previous == '\0')
         return *p == '"' ? "syntax error" : NULL;
     if (strchr("=:([\"", state->previous) != NULL)
@@ -557,6 +658,44 @@ static int config_read_integer(struct config_loader *loader, const config_settin
         return config_fail(loader, setting, "'%s' must be between %" PRIu64 " and %" PRIu64,
                            path, key->min, key->max);
     *value = (uint64_t)number;
+    return 0;
+}
+
+static bool config_octal_parse(const char *text, uint64_t *value)
+{
+    size_t length = text != NULL ? strspn(text, "01234567") : 0;
+    if (length == 0 || length > 4 || text[length] != '\0')
+        return false;
+    *value = strtoull(text, NULL, 8);
+    return true;
+}
+
+/* Permission bits. libconfig 1.5 has no octal literals (and the pre-pass
+ * refuses "0660" written as a number), so the octal spelling is a string,
+ * "0660"; a plain integer is the bits' decimal value, 432. */
+static bool config_mode_value(const config_setting_t *setting, uint64_t *value)
+{
+    int type = config_setting_type(setting);
+
+    if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64) {
+        long long number = config_setting_get_int64(setting);
+        *value = (uint64_t)number;
+        return number >= 0;
+    }
+    return type == CONFIG_TYPE_STRING &&
+           config_octal_parse(config_setting_get_string(setting), value);
+}
+
+static int config_read_mode(struct config_loader *loader, const config_setting_t *setting,
+                            const struct config_key *key, const char *path, unsigned *mode)
+{
+    uint64_t value = 0;
+
+    if (!config_mode_value(setting, &value) || value < key->min || value > key->max)
+        return config_fail(loader, setting,
+                           "'%s' must be a string of octal digits (\"0660\") or an integer "
+                           "%" PRIu64 " to %" PRIu64, path, key->min, key->max);
+    *mode = (unsigned)value;
     return 0;
 }
 
@@ -690,10 +829,25 @@ static int config_read_list(struct config_loader *loader, const config_setting_t
     return 0;
 }
 
+/* A group behind a pointer: memory of its own, set before it is filled
+ * so that a failure half way still frees it. */
+static int config_read_object(struct config_loader *loader, const config_setting_t *setting,
+                              const struct config_key *key, void *field, const char *path)
+{
+    if (config_setting_type(setting) != CONFIG_TYPE_GROUP)
+        return config_fail(loader, setting, "'%s' must be a group", path);
+    void *object = calloc(1, key->table->object_size);
+    if (object == NULL)
+        return config_fail_memory(loader);
+    config_set_pointer(field, object);
+    return config_read_group(loader, setting, key->table, object, 0, path);
+}
+
 static bool config_kind_is_choice(enum config_kind kind)
 {
     return kind == CONFIG_KIND_LOG_LEVEL || kind == CONFIG_KIND_ROUTE_MODE ||
-           kind == CONFIG_KIND_PUBLISH || kind == CONFIG_KIND_AUTH_ALGORITHM;
+           kind == CONFIG_KIND_PUBLISH || kind == CONFIG_KIND_AUTH_ALGORITHM ||
+           kind == CONFIG_KIND_TLS_VERSION;
 }
 
 /* Each enum is written through its own type: their sizes are the
@@ -713,6 +867,9 @@ static void config_set_choice(const struct config_key *key, void *field, size_t 
     case CONFIG_KIND_AUTH_ALGORITHM:
         *(enum auth_algorithm *)field = (enum auth_algorithm)choice;
         break;
+    case CONFIG_KIND_TLS_VERSION:
+        *(int *)field = config_tls_version_numbers[choice];
+        break;
     default:
         break;
     }
@@ -731,8 +888,20 @@ static int config_read_value(struct config_loader *loader, const config_setting_
             return -1;
         *(unsigned *)field = (unsigned)number;
         return 0;
+    case CONFIG_KIND_INT:
+        if (config_read_integer(loader, setting, key, path, &number) != 0)
+            return -1;
+        *(int *)field = (int)number;
+        return 0;
+    case CONFIG_KIND_SIZE:
+        if (config_read_integer(loader, setting, key, path, &number) != 0)
+            return -1;
+        *(size_t *)field = (size_t)number;
+        return 0;
     case CONFIG_KIND_U64:
         return config_read_integer(loader, setting, key, path, (uint64_t *)field);
+    case CONFIG_KIND_MODE:
+        return config_read_mode(loader, setting, key, path, (unsigned *)field);
     case CONFIG_KIND_BOOL:
         if (config_setting_type(setting) != CONFIG_TYPE_BOOL)
             return config_fail(loader, setting, "'%s' must be true or false", path);
@@ -746,6 +915,7 @@ static int config_read_value(struct config_loader *loader, const config_setting_
     case CONFIG_KIND_ROUTE_MODE:
     case CONFIG_KIND_PUBLISH:
     case CONFIG_KIND_AUTH_ALGORITHM:
+    case CONFIG_KIND_TLS_VERSION:
         if (config_read_choice(loader, setting, key, path, &choice) != 0)
             return -1;
         config_set_choice(key, field, choice);
@@ -760,6 +930,8 @@ static int config_read_value(struct config_loader *loader, const config_setting_
         if (config_setting_type(setting) != CONFIG_TYPE_GROUP)
             return config_fail(loader, setting, "'%s' must be a group", path);
         return config_read_group(loader, setting, key->table, field, 0, path);
+    case CONFIG_KIND_OBJECT:
+        return config_read_object(loader, setting, key, field, path);
     case CONFIG_KIND_LIST:
         return config_read_list(loader, setting, key, object, path);
     }
@@ -771,8 +943,12 @@ static void config_apply_defaults(const struct config_table *table, void *object
     for (size_t i = 0; i < table->key_count; i++) {
         const struct config_key *key = &table->keys[i];
         void *field = config_field(object, key->offset);
-        if (key->kind == CONFIG_KIND_UINT)
+        if (key->kind == CONFIG_KIND_UINT || key->kind == CONFIG_KIND_MODE)
             *(unsigned *)field = (unsigned)key->def;
+        else if (key->kind == CONFIG_KIND_INT)
+            *(int *)field = (int)key->def;
+        else if (key->kind == CONFIG_KIND_SIZE)
+            *(size_t *)field = (size_t)key->def;
         else if (key->kind == CONFIG_KIND_U64)
             *(uint64_t *)field = key->def;
         else if (key->kind == CONFIG_KIND_BOOL)
@@ -884,42 +1060,6 @@ static int config_file_text(const char *path, size_t limit, char **text, size_t 
 
 /* ---- cross-key checks ---- */
 
-static int config_address_parse(const char *address, int *family, unsigned char bytes[16])
-{
-    if (inet_pton(AF_INET, address, bytes) == 1) {
-        *family = AF_INET;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, address, bytes) == 1) {
-        *family = AF_INET6;
-        return 0;
-    }
-    return -1;
-}
-
-static int config_listen_check(struct config_loader *loader, const config_setting_t *setting,
-                               void *items, size_t index, const char *path)
-{
-    const struct listen_config *listeners = items;
-    const struct listen_config *listener = &listeners[index];
-    unsigned char bytes[16] = { 0 };
-    int family;
-
-    if (config_address_parse(listener->address, &family, bytes) != 0)
-        return config_fail(loader, config_member(setting, "address"),
-                           "'%s.address' must be a numeric IPv4 or IPv6 address", path);
-    for (size_t i = 0; i < index; i++) {
-        unsigned char other[16] = { 0 };
-        int other_family;
-        if (config_address_parse(listeners[i].address, &other_family, other) == 0 &&
-            other_family == family && memcmp(other, bytes, sizeof(bytes)) == 0 &&
-            listeners[i].port == listener->port)
-            return config_fail(loader, setting, "'%s' repeats listen[%zu] (%s port %u)", path,
-                               i, listener->address, listener->port);
-    }
-    return 0;
-}
-
 static bool config_port_valid(const char *port)
 {
     size_t digits = strspn(port, "0123456789");
@@ -1015,6 +1155,279 @@ static char *config_resolve(const char *base_directory, const char *name)
     }
     free(cwd);
     return joined;
+}
+
+/* ---- listeners ---- */
+
+/* Replaces *value, a file name relative to the config file's directory,
+ * with its absolute form. */
+static int config_absolute_path(struct config_loader *loader, const config_setting_t *setting,
+                                char **value, const char *key_path)
+{
+    if ((*value)[0] == '/')
+        return 0;
+    char *absolute = config_resolve(loader->base_directory, *value);
+    if (absolute == NULL)
+        return config_fail(loader, setting, "cannot resolve '%s': %s", key_path,
+                           strerror(config_errno()));
+    free(*value);
+    *value = absolute;
+    return 0;
+}
+
+static int config_listen_unix(struct config_loader *loader, const config_setting_t *setting,
+                              struct listen_config *listener, const char *path)
+{
+    static const char *const tcp_keys[] = { "address", "port" };
+    const config_setting_t *path_setting = config_member(setting, "path");
+    char key_path[CONFIG_KEY_PATH_MAX];
+
+    for (size_t i = 0; i < CONFIG_COUNT(tcp_keys); i++) {
+        const config_setting_t *stray = config_member(setting, tcp_keys[i]);
+        if (stray != NULL)
+            return config_fail(loader, stray, "'%s.%s' and '%s.path' exclude each other", path,
+                               tcp_keys[i], path);
+    }
+    /* TLS on a socket only local processes reach would protect nothing */
+    const config_setting_t *tls = config_member(setting, "tls");
+    if (tls != NULL)
+        return config_fail(loader, tls, "'%s.tls' applies only to TCP listeners (address and port)",
+                           path);
+    if (listener->path[0] == '\0')
+        return config_fail(loader, path_setting, "'%s.path' must not be empty", path);
+    config_key_path(key_path, path, "path");
+    if (config_absolute_path(loader, path_setting, &listener->path, key_path) != 0)
+        return -1;
+    if (strlen(listener->path) > CONFIG_SOCKET_PATH_MAX)
+        return config_fail(loader, path_setting,
+                           "'%s.path' (%s) is longer than the %zu bytes of a Unix socket path",
+                           path, listener->path, CONFIG_SOCKET_PATH_MAX);
+    return 0;
+}
+
+static int config_address_parse(const char *address, int *family, unsigned char bytes[16])
+{
+    if (inet_pton(AF_INET, address, bytes) == 1) {
+        *family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, address, bytes) == 1) {
+        *family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+static int config_listen_tcp(struct config_loader *loader, const config_setting_t *setting,
+                             const struct listen_config *listener, const char *path)
+{
+    const config_setting_t *mode = config_member(setting, "mode");
+    bool has_address = config_member(setting, "address") != NULL;
+    bool has_port = config_member(setting, "port") != NULL;
+    unsigned char bytes[16];
+    int family;
+
+    if (mode != NULL)
+        return config_fail(loader, mode, "'%s.mode' applies only to Unix socket listeners (path)",
+                           path);
+    if (!has_address && !has_port)
+        return config_fail(loader, setting, "'%s' needs 'address' and 'port', or 'path'", path);
+    if (!has_address || !has_port)
+        return config_fail(loader, setting, "'%s.%s' is required", path,
+                           has_address ? "port" : "address");
+    if (config_address_parse(listener->address, &family, bytes) != 0)
+        return config_fail(loader, config_member(setting, "address"),
+                           "'%s.address' must be a numeric IPv4 or IPv6 address", path);
+    return 0;
+}
+
+/* Both TCP, same address (however spelt) and port; or the same socket path. */
+static bool config_listen_same(const struct listen_config *a, const struct listen_config *b)
+{
+    if (a->path != NULL || b->path != NULL)
+        return a->path != NULL && b->path != NULL && strcmp(a->path, b->path) == 0;
+    unsigned char a_bytes[16] = { 0 }, b_bytes[16] = { 0 };
+    int a_family, b_family;
+    return config_address_parse(a->address, &a_family, a_bytes) == 0 &&
+           config_address_parse(b->address, &b_family, b_bytes) == 0 && a_family == b_family &&
+           memcmp(a_bytes, b_bytes, sizeof(a_bytes)) == 0 && a->port == b->port;
+}
+
+static int config_listen_check(struct config_loader *loader, const config_setting_t *setting,
+                               void *items, size_t index, const char *path)
+{
+    struct listen_config *listeners = items;
+    struct listen_config *listener = &listeners[index];
+    int result = listener->path != NULL ? config_listen_unix(loader, setting, listener, path)
+                                        : config_listen_tcp(loader, setting, listener, path);
+
+    if (result != 0)
+        return -1;
+    for (size_t i = 0; i < index; i++) {
+        if (!config_listen_same(&listeners[i], listener))
+            continue;
+        if (listener->path != NULL)
+            return config_fail(loader, setting, "'%s' repeats listen[%zu] (%s)", path, i,
+                               listener->path);
+        return config_fail(loader, setting, "'%s' repeats listen[%zu] (%s port %u)", path, i,
+                           listener->address, listener->port);
+    }
+    return 0;
+}
+
+/* ---- tls ---- */
+
+/* Files a tls group names, checked in this order. */
+static const struct {
+    const char *name;
+    size_t offset;
+} config_tls_files[] = {
+    { "cert", offsetof(struct tls_config, cert_file) },
+    { "key", offsetof(struct tls_config, key_file) },
+    { "ca_file", offsetof(struct tls_config, ca_file) },
+};
+
+/* NULL when file opens for reading and is a regular file, else why not. A
+ * FIFO must not block the load, hence O_NONBLOCK. */
+static const char *config_unreadable(const char *file)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return strerror(config_errno());
+    struct stat status;
+    const char *problem = NULL;
+    if (fstat(fd, &status) != 0)
+        problem = strerror(config_errno());
+    else if (S_ISDIR(status.st_mode))
+        problem = strerror(EISDIR);
+    else if (!S_ISREG(status.st_mode))
+        problem = "not a regular file";
+    (void)close(fd);   /* read-only: a failing close loses nothing */
+    return problem;
+}
+
+/* Made absolute and readable now: the daemon may chdir later, and a typo
+ * should stop `wsbroker -t`, not the first handshake. */
+static int config_tls_file(struct config_loader *loader, const config_setting_t *setting,
+                           struct tls_config *tls, size_t file, const char *path)
+{
+    char **value = config_field(tls, config_tls_files[file].offset);
+    const config_setting_t *member = config_member(setting, config_tls_files[file].name);
+    char key_path[CONFIG_KEY_PATH_MAX];
+
+    if (*value == NULL)
+        return 0;
+    config_key_path(key_path, path, config_tls_files[file].name);
+    if ((*value)[0] == '\0')
+        return config_fail(loader, member, "'%s': no file name", key_path);
+    if (config_absolute_path(loader, member, value, key_path) != 0)
+        return -1;
+    const char *problem = config_unreadable(*value);
+    if (problem != NULL)
+        return config_fail(loader, member, "'%s': cannot read %s: %s", key_path, *value, problem);
+    return 0;
+}
+
+/* ca_file goes with verify_client = true and only with it, so a CA file
+ * the operator wrote is never silently unused. */
+static int config_tls_client(struct config_loader *loader, const config_setting_t *setting,
+                             const struct tls_config *tls, const char *path)
+{
+    if (tls->verify_client && tls->ca_file == NULL)
+        return config_fail(loader, config_member(setting, "verify_client"),
+                           "'%s.ca_file' is required when '%s.verify_client' is true", path, path);
+    if (!tls->verify_client && tls->ca_file != NULL)
+        return config_fail(loader, config_member(setting, "ca_file"),
+                           "'%s.ca_file' applies only when '%s.verify_client' is true", path, path);
+    return 0;
+}
+
+/* Checked one by one so that the error names the key's line; building the
+ * context would find them too, but only at the group's. */
+static int config_tls_ciphers(struct config_loader *loader, const config_setting_t *setting,
+                              const struct tls_config *tls, const char *path)
+{
+    char message[TLS_ERROR_SIZE] = "";
+
+    if (tls->ciphers != NULL && tls_check_ciphers(tls->ciphers, message, sizeof(message)) != 0)
+        return config_fail(loader, config_member(setting, "ciphers"), "'%s.ciphers': %s", path,
+                           message);
+    if (tls->ciphersuites == NULL)
+        return 0;
+    const config_setting_t *member = config_member(setting, "ciphersuites");
+    if (tls_check_ciphersuites(tls->ciphersuites, message, sizeof(message)) != 0)
+        return config_fail(loader, member, "'%s.ciphersuites': %s", path, message);
+    if (tls->ciphersuites[0] == '\0' && tls->min_version == TLS1_3_VERSION)
+        return config_fail(loader, member,
+                           "'%s.ciphersuites' is empty, which leaves TLS 1.3, the only version "
+                           "'%s.min_version' allows, without ciphers", path, path);
+    return 0;
+}
+
+static int config_tls_check(struct config_loader *loader, const config_setting_t *setting,
+                            void *items, size_t index, const char *path)
+{
+    struct tls_config *tls = &((struct tls_config *)items)[index];
+    char message[TLS_ERROR_SIZE] = "";
+
+    if (config_tls_client(loader, setting, tls, path) != 0)
+        return -1;
+    for (size_t i = 0; i < CONFIG_COUNT(config_tls_files); i++) {
+        if (config_tls_file(loader, setting, tls, i, path) != 0)
+            return -1;
+    }
+    if (config_tls_ciphers(loader, setting, tls, path) != 0)
+        return -1;
+    /* a context built and thrown away: whether the certificate and key
+     * load and match is only known by trying */
+    struct tls_context *context = tls_context_new(tls, message, sizeof(message));
+    if (context == NULL)
+        return config_fail(loader, setting, "'%s': %s", path,
+                           message[0] != '\0' ? message : "unusable");
+    tls_context_release(context);
+    return 0;
+}
+
+/* ---- top level ---- */
+
+/* The user must exist now: finding out only when the daemon drops its
+ * privileges, after binding, would be too late for `wsbroker -t`. */
+static int config_user_check(struct config_loader *loader, const config_setting_t *setting,
+                             const char *name)
+{
+    struct passwd entry;
+    struct passwd *found = NULL;
+    char *buffer = NULL;
+    int error = ERANGE;
+
+    for (size_t size = 4096; error == ERANGE && size <= CONFIG_PASSWD_BUFFER_MAX; size *= 4) {
+        char *bigger = realloc(buffer, size);
+        if (bigger == NULL) {
+            free(buffer);
+            return config_fail_memory(loader);
+        }
+        buffer = bigger;
+        error = getpwnam_r(name, &entry, buffer, size, &found);
+    }
+    free(buffer);
+    /* some NSS modules report "no such user" as one of these errors */
+    bool missing = error == ENOENT || error == ESRCH || error == EBADF || error == EPERM;
+    if (error != 0 && !missing)
+        return config_fail(loader, setting, "'user': cannot look up \"%s\": %s", name,
+                           strerror(error));
+    if (found == NULL)
+        return config_fail(loader, setting, "'user': no user named \"%s\"", name);
+    return 0;
+}
+
+static int config_root_check(struct config_loader *loader, const config_setting_t *setting,
+                             void *items, size_t index, const char *path)
+{
+    const struct config *config = items;
+
+    if (config->user != NULL)
+        return config_user_check(loader, config_member(setting, "user"), config->user);
+    return 0;
 }
 
 static int config_http_static_root(struct config_loader *loader, const config_setting_t *setting,
@@ -1394,6 +1807,11 @@ static void config_free_table(const struct config_table *table, void *object)
             free(config_get_pointer(field));
         } else if (key->kind == CONFIG_KIND_GROUP) {
             config_free_table(key->table, field);
+        } else if (key->kind == CONFIG_KIND_OBJECT) {
+            void *inner = config_get_pointer(field);
+            if (inner != NULL)
+                config_free_table(key->table, inner);
+            free(inner);
         } else if (key->kind == CONFIG_KIND_LIST) {
             char *list = config_get_pointer(field);
             size_t count = *(size_t *)config_field(object, key->count_offset);

@@ -2,8 +2,9 @@
  * from): defaults, every key's type and range errors with their exact
  * "FILE:LINE: message", unknown keys at every level, cross-key rules,
  * routes, channel rules, the HTTP API and metrics keys, JWT auth keys and
- * their key files, path resolution, file reading and the shipped sample
- * config. */
+ * their key files, TCP, TLS and Unix socket listeners (with certificates
+ * generated at test time), compression, proxy and user keys, path
+ * resolution, file reading and the shipped sample config. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,9 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/tls1.h>
+#include <openssl/x509.h>
+#include <pwd.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +79,8 @@ static void test_defaults(void **state)
     assert_int_equal(config->listener_count, 1);
     assert_string_equal(config->listeners[0].address, "127.0.0.1");
     assert_int_equal(config->listeners[0].port, 8080);
+    assert_null(config->listeners[0].path);
+    assert_null(config->listeners[0].tls);   /* plain */
     assert_int_equal(config->websocket.allowed_origin_count, 0);
     assert_null(config->websocket.allowed_origins);
     assert_int_equal(config->websocket.subprotocol_count, 0);
@@ -84,6 +90,11 @@ static void test_defaults(void **state)
     assert_int_equal(config->websocket.ping_timeout, 60);
     assert_int_equal(config->websocket.handshake_timeout, 10);
     assert_int_equal(config->websocket.close_timeout, 5);
+    assert_true(config->websocket.compression.enabled);
+    assert_int_equal(config->websocket.compression.level, 1);
+    assert_int_equal(config->websocket.compression.min_size, 256);
+    assert_int_equal(config->websocket.compression.memory_level, 8);
+    assert_int_equal(config->websocket.compression.max_window_bits, 15);
     assert_int_equal(config->limits.max_connections, 100000);
     assert_int_equal(config->limits.outbound_queue_max, 4194304);
     assert_int_equal(config->limits.request_head_max, 8192);
@@ -100,6 +111,10 @@ static void test_defaults(void **state)
     assert_null(config->auth.verifier);   /* no auth group: auth is off */
     assert_null(config->auth.cookie);
     assert_true(config->auth.required);
+    assert_int_equal(config->proxy.trusted_count, 2);
+    assert_range(&config->proxy.trusted[0], AF_INET, "127.0.0.1", 32);
+    assert_range(&config->proxy.trusted[1], AF_INET6, "::1", 128);
+    assert_null(config->user);   /* privileges are kept */
     assert_int_equal(config->log_level, LOG_LEVEL_INFO);
     assert_int_equal(config->shutdown_timeout, 5);
     config_release(config);
@@ -107,9 +122,13 @@ static void test_defaults(void **state)
 
 static void test_empty_groups_keep_defaults(void **state)
 {
-    struct config *config = parse_ok(LISTEN "websocket = { };\nlimits = { };\nhttp = { };\n"
-                                            "routes = ( );\nchannels = ( );\n");
+    struct config *config = parse_ok(LISTEN "websocket = { compression = { }; };\nlimits = { };\n"
+                                            "http = { };\nroutes = ( );\nchannels = ( );\n"
+                                            "proxy = { };\n");
     assert_int_equal(config->websocket.ping_timeout, 60);
+    assert_true(config->websocket.compression.enabled);
+    assert_int_equal(config->websocket.compression.max_window_bits, 15);
+    assert_int_equal(config->proxy.trusted_count, 2);
     assert_int_equal(config->limits.request_head_max, 8192);
     assert_int_equal(config->limits.max_subscriptions, 256);
     assert_null(config->http.static_root);
@@ -132,6 +151,8 @@ static void test_every_key_set(void **state)
         "  ping_timeout = 1;\n"
         "  handshake_timeout = 3600;\n"
         "  close_timeout = 1;\n"
+        "  compression = { enabled = false; level = 9; min_size = 0; memory_level = 1;\n"
+        "    max_window_bits = 9; };\n"
         "};\n"
         "limits = { max_connections = 10000000; outbound_queue_max = 1099511627776;\n"
         "  request_head_max = 1048576; max_subscriptions = 100000; };\n"
@@ -140,6 +161,8 @@ static void test_every_key_set(void **state)
         "channels = ( { match = \"room:*\"; history = 100000; history_ttl = 31536000;\n"
         "  presence = true; publish = \"api_only\"; } );\n"
         "auth = { algorithm = \"HS256\"; secret = \"k\"; cookie = \"jwt\"; required = false; };\n"
+        "proxy = { trusted = [ \"10.0.0.0/8\", \"fd00::/8\" ]; };\n"
+        "user = \"root\";\n"
         "log_level = \"debug\";\n"
         "shutdown_timeout = 3600;\n");
 
@@ -152,6 +175,11 @@ static void test_every_key_set(void **state)
     assert_int_equal(config->websocket.ping_timeout, 1);
     assert_int_equal(config->websocket.handshake_timeout, 3600);
     assert_int_equal(config->websocket.close_timeout, 1);
+    assert_false(config->websocket.compression.enabled);
+    assert_int_equal(config->websocket.compression.level, 9);
+    assert_int_equal(config->websocket.compression.min_size, 0);
+    assert_int_equal(config->websocket.compression.memory_level, 1);
+    assert_int_equal(config->websocket.compression.max_window_bits, 9);
     assert_int_equal(config->limits.max_connections, 10000000);
     assert_true(config->limits.outbound_queue_max == UINT64_C(1099511627776));
     assert_int_equal(config->limits.request_head_max, 1048576);
@@ -172,6 +200,10 @@ static void test_every_key_set(void **state)
     assert_int_equal(config->auth.algorithm, AUTH_HS256);
     assert_string_equal(config->auth.cookie, "jwt");
     assert_false(config->auth.required);
+    assert_int_equal(config->proxy.trusted_count, 2);
+    assert_range(&config->proxy.trusted[0], AF_INET, "10.0.0.0", 8);
+    assert_range(&config->proxy.trusted[1], AF_INET6, "fd00::", 8);
+    assert_string_equal(config->user, "root");
     assert_int_equal(config->log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(config->shutdown_timeout, 3600);
     config_release(config);
@@ -196,6 +228,11 @@ static const struct integer_key integer_keys[] = {
     { "websocket", "ping_timeout", "1", "86400", "0", "86401", "between 1 and 86400" },
     { "websocket", "handshake_timeout", "1", "3600", "0", "3601", "between 1 and 3600" },
     { "websocket", "close_timeout", "1", "3600", "0", "3601", "between 1 and 3600" },
+    { "websocket.compression", "level", "0", "9", "-1", "10", "between 0 and 9" },
+    { "websocket.compression", "min_size", "0", "2147483648", "-1", "2147483649",
+      "between 0 and 2147483648" },
+    { "websocket.compression", "memory_level", "1", "9", "0", "10", "between 1 and 9" },
+    { "websocket.compression", "max_window_bits", "9", "15", "8", "16", "between 9 and 15" },
     { "limits", "max_connections", "1", "10000000", "0", "10000001", "between 1 and 10000000" },
     { "limits", "outbound_queue_max", "1024", "1099511627776", "1023", "1099511627777",
       "between 1024 and 1099511627776" },
@@ -210,7 +247,8 @@ static const struct integer_key integer_keys[] = {
 
 /* The key on line 3 inside its group, or on line 2 at the top level. In
  * the websocket group the other ping key is set too, so that any value in
- * range passes the ping_timeout > ping_interval rule. */
+ * range passes the ping_timeout > ping_interval rule. A dotted group is
+ * written nested: libconfig names have no dots. */
 static void integer_text(char *out, size_t size, const struct integer_key *key, const char *value)
 {
     const char *extra = "";
@@ -219,6 +257,9 @@ static void integer_text(char *out, size_t size, const struct integer_key *key, 
                                                        : "  ping_timeout = 86400;\n";
     if (key->group != NULL && strcmp(key->group, "channels[0]") == 0)
         snprintf(out, size, LISTEN "channels = ( { match = \"*\";\n  %s = %s;\n} );\n",
+                 key->name, value);
+    else if (key->group != NULL && strcmp(key->group, "websocket.compression") == 0)
+        snprintf(out, size, LISTEN "websocket = { compression = {\n  %s = %s;\n}; };\n",
                  key->name, value);
     else if (key->group != NULL)
         snprintf(out, size, LISTEN "%s = {\n  %s = %s;\n%s};\n", key->group, key->name, value,
@@ -367,15 +408,40 @@ static void test_type_errors(void **state)
                  "t.conf:3: 'auth.cookie' must be a string");
     expect_error(LISTEN "auth = { algorithm = \"HS256\"; secret = \"k\";\n required = \"no\";\n};\n",
                  "t.conf:3: 'auth.required' must be true or false");
+
+    expect_error(LISTEN "websocket = {\n compression = true;\n};\n",
+                 "t.conf:3: 'websocket.compression' must be a group");
+    expect_error(LISTEN "websocket = { compression = {\n enabled = 1; }; };\n",
+                 "t.conf:3: 'websocket.compression.enabled' must be true or false");
+    expect_error(LISTEN "websocket = { compression = {\n level = \"1\"; }; };\n",
+                 "t.conf:3: 'websocket.compression.level' must be an integer");
+    expect_error(LISTEN "proxy = [ \"127.0.0.1\" ];\n", "t.conf:2: 'proxy' must be a group");
+    expect_error(LISTEN "proxy = {\n trusted = \"127.0.0.1\";\n};\n",
+                 "t.conf:3: 'proxy.trusted' must be an array of strings");
+    expect_error(LISTEN "proxy = {\n trusted = [ 127 ];\n};\n",
+                 "t.conf:3: 'proxy.trusted' must be an array of strings");
+    expect_error(LISTEN "user = 0;\n", "t.conf:2: 'user' must be a string");
+    expect_error(LISTEN "user = [ \"root\" ];\n", "t.conf:2: 'user' must be a string");
+    expect_error("listen = ( { address = \"::1\"; port = 443;\n tls = \"on\"; } );\n",
+                 "t.conf:2: 'listen[0].tls' must be a group");
+    expect_error("listen = ( { address = \"::1\"; port = 443;\n tls = ( ); } );\n",
+                 "t.conf:2: 'listen[0].tls' must be a group");
+    expect_error("listen = ( {\n path = 5; } );\n", "t.conf:2: 'listen[0].path' must be a string");
 }
 
 static void test_unknown_keys(void **state)
 {
-    expect_error(LISTEN "user = \"wsbroker\";\n", "t.conf:2: unknown key 'user'");
+    expect_error(LISTEN "group = \"wsbroker\";\n", "t.conf:2: unknown key 'group'");
     expect_error(LISTEN "websocket = {\n ping_interval = 5;\n foo = 1;\n};\n",
                  "t.conf:4: unknown key 'websocket.foo'");
-    expect_error(LISTEN "websocket = {\n compression = { enabled = true; };\n};\n",
-                 "t.conf:3: unknown key 'websocket.compression'");
+    expect_error(LISTEN "websocket = { compression = { enabled = true;\n threshold = 1; }; };\n",
+                 "t.conf:3: unknown key 'websocket.compression.threshold'");
+    expect_error(LISTEN "websocket = { compression = {\n"
+                        " client_no_context_takeover = true; }; };\n",
+                 "t.conf:3: unknown key 'websocket.compression.client_no_context_takeover'");
+    expect_error(LISTEN "proxy = {\n trusted = [ ];\n headers = [ ];\n};\n",
+                 "t.conf:4: unknown key 'proxy.headers'");
+    expect_error(LISTEN "compression = { };\n", "t.conf:2: unknown key 'compression'");
     expect_error(LISTEN "limits = {\n max_connections_per_ip = 0;\n};\n",
                  "t.conf:3: unknown key 'limits.max_connections_per_ip'");
     expect_error(LISTEN "http = {\n metrics_deny = [ ];\n};\n",
@@ -392,8 +458,10 @@ static void test_unknown_keys(void **state)
     expect_error(LISTEN "limits = {\n max_channels = 5;\n};\n",
                  "t.conf:3: unknown key 'limits.max_channels'");
     expect_error("listen = (\n { address = \"::1\"; port = 1; },\n { address = \"::1\"; port = 2;\n"
-                 "   tls = { }; } );\n",
-                 "t.conf:4: unknown key 'listen[1].tls'");
+                 "   tls = { cert = \"c\";\n password = \"x\"; }; } );\n",
+                 "t.conf:5: unknown key 'listen[1].tls.password'");
+    expect_error("listen = (\n { path = \"/run/w.sock\";\n owner = \"www\"; } );\n",
+                 "t.conf:3: unknown key 'listen[0].owner'");
     expect_error(LISTEN "routes = (\n { path = \"/x\"; mode = \"echo\";\n history = 5; } );\n",
                  "t.conf:4: unknown key 'routes[0].history'");
 }
@@ -469,6 +537,107 @@ static void test_listen_errors(void **state)
     expect_error("listen = (\n { address = \"::1\"; port = 80; },\n"
                  " { address = \"0:0::1\"; port = 80; } );\n",
                  "t.conf:3: 'listen[1]' repeats listen[0] (0:0::1 port 80)");
+    expect_error("listen = (\n { } );\n",
+                 "t.conf:2: 'listen[0]' needs 'address' and 'port', or 'path'");
+    expect_error("listen = (\n { address = \"::1\"; port = 80;\n mode = \"0600\"; } );\n",
+                 "t.conf:3: 'listen[0].mode' applies only to Unix socket listeners (path)");
+}
+
+/* ---- Unix socket listeners ---- */
+
+static void test_listen_unix(void **state)
+{
+    struct config *config = parse_ok("listen = ( { path = \"/run/wsbroker/wsbroker.sock\"; },\n"
+                                     "  { path = \"ws.sock\"; mode = \"0600\"; },\n"
+                                     "  { path = \"/run/a.sock\"; mode = 432; },\n"
+                                     "  { address = \"127.0.0.1\"; port = 8080; },\n"
+                                     "  { path = \"../run/b.sock\"; mode = \"7\"; } );\n");
+    assert_int_equal(config->listener_count, 5);
+    assert_string_equal(config->listeners[0].path, "/run/wsbroker/wsbroker.sock");
+    assert_null(config->listeners[0].address);
+    assert_null(config->listeners[0].tls);
+    assert_int_equal(config->listeners[0].mode, 0660);
+    /* relative to the config file's directory, stored absolute */
+    assert_string_equal(config->listeners[1].path, "/etc/wsbroker/ws.sock");
+    assert_int_equal(config->listeners[1].mode, 0600);
+    assert_int_equal(config->listeners[2].mode, 0660);   /* 432 is 0660 */
+    assert_null(config->listeners[3].path);
+    assert_string_equal(config->listeners[3].address, "127.0.0.1");
+    assert_string_equal(config->listeners[4].path, "/etc/wsbroker/../run/b.sock");
+    assert_int_equal(config->listeners[4].mode, 07);
+    config_release(config);
+
+    static const struct {
+        const char *mode;
+        unsigned bits;
+    } modes[] = { { "\"0\"", 0 }, { "\"0777\"", 0777 }, { "\"777\"", 0777 }, { "\"0000\"", 0 },
+                  { "0", 0 }, { "511", 0777 }, { "0x1b6", 0666 }, { "420L", 0644 } };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "listen = ( { path = \"/s\"; mode = %s; } );\n",
+                 modes[i].mode);
+        config = parse_ok(text);
+        assert_int_equal(config->listeners[0].mode, modes[i].bits);
+        config_release(config);
+    }
+}
+
+static void test_listen_unix_errors(void **state)
+{
+    static const char *const bad_modes[] = { "\"0800\"", "\"01000\"", "\"1777\"", "\"\"",
+                                              "\"0o660\"", "\" 0660\"", "\"0660 \"", "\"rw-rw----\"",
+                                              "\"-1\"", "512", "-1", "4294967728", "true",
+                                              "0.5", "[ 6, 6, 0 ]" };
+    for (size_t i = 0; i < sizeof(bad_modes) / sizeof(bad_modes[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "listen = ( { path = \"/s\";\n mode = %s; } );\n",
+                 bad_modes[i]);
+        expect_error(text, "t.conf:2: 'listen[0].mode' must be a string of octal digits "
+                           "(\"0660\") or an integer 0 to 511");
+    }
+    /* libconfig reads 0660 as decimal 660: refused before it can mean
+     * other bits (0444 would otherwise quietly be 0674) */
+    expect_error("listen = ( { path = \"/s\";\n mode = 0660; } );\n",
+                 "t.conf:2: an integer with a leading zero is not octal here (0660 would read "
+                 "as 660): write a mode as a string, \"0660\"");
+
+    expect_error("listen = ( { path = \"/s\";\n address = \"::1\"; } );\n",
+                 "t.conf:2: 'listen[0].address' and 'listen[0].path' exclude each other");
+    expect_error("listen = ( { address = \"::1\"; port = 80;\n path = \"/s\"; } );\n",
+                 "t.conf:1: 'listen[0].address' and 'listen[0].path' exclude each other");
+    expect_error("listen = ( { path = \"/s\";\n port = 80; } );\n",
+                 "t.conf:2: 'listen[0].port' and 'listen[0].path' exclude each other");
+    expect_error("listen = ( { path = \"\";\n mode = 384; } );\n",
+                 "t.conf:1: 'listen[0].path' must not be empty");
+
+    char text[512], expected[CONFIG_ERROR_SIZE], path[128];
+    memset(path, 'a', sizeof(path));
+    path[0] = '/';
+    path[108] = '\0';   /* 108 bytes: one too many for sun_path */
+    snprintf(text, sizeof(text), "listen = ( {\n path = \"%s\"; } );\n", path);
+    snprintf(expected, sizeof(expected),
+             "t.conf:2: 'listen[0].path' (%s) is longer than the 107 bytes of a Unix socket path",
+             path);
+    expect_error(text, expected);
+    path[107] = '\0';
+    snprintf(text, sizeof(text), "listen = ( {\n path = \"%s\"; } );\n", path);
+    config_release(parse_ok(text));
+    /* a relative path counts with the directory it resolves against */
+    memset(path, 'a', sizeof(path));
+    path[107 - strlen("/etc/wsbroker/") + 1] = '\0';
+    snprintf(text, sizeof(text), "listen = ( {\n path = \"%s\"; } );\n", path);
+    snprintf(expected, sizeof(expected), "t.conf:2: 'listen[0].path' (/etc/wsbroker/%s) is longer "
+             "than the 107 bytes of a Unix socket path", path);
+    expect_error(text, expected);
+
+    expect_error("listen = ( { path = \"/run/w.sock\"; },\n { address = \"::\"; port = 1; },\n"
+                 " { path = \"/run/w.sock\"; mode = \"0600\"; } );\n",
+                 "t.conf:3: 'listen[2]' repeats listen[0] (/run/w.sock)");
+    /* the same file named relative and absolute */
+    expect_error("listen = ( { path = \"/etc/wsbroker/w.sock\"; },\n { path = \"w.sock\"; } );\n",
+                 "t.conf:2: 'listen[1]' repeats listen[0] (/etc/wsbroker/w.sock)");
+    config_release(parse_ok("listen = ( { path = \"/run/a.sock\"; },\n"
+                            " { path = \"/run/b.sock\"; } );\n"));
 }
 
 /* ---- websocket cross-key rules and policy values ---- */
@@ -1253,6 +1422,428 @@ static void test_auth_load_relative(void **state)
     key_files_teardown(&files);
 }
 
+/* ---- tls: a certificate and keys generated once for the run ---- */
+
+struct tls_files {
+    char directory[64];
+    char *paths[8];
+    size_t count;
+    char subdirectory[128];
+};
+
+static struct tls_files tls_files;
+
+static void tls_file(const char *name, const char *text, size_t length)
+{
+    assert_true(tls_files.count < sizeof(tls_files.paths) / sizeof(tls_files.paths[0]));
+    tls_files.paths[tls_files.count++] = write_temp(tls_files.directory, name, text, length);
+}
+
+/* PEM text of what write writes into a memory BIO. */
+static char *pem_text(BIO *bio, size_t *length)
+{
+    char *data = NULL;
+    long size = BIO_get_mem_data(bio, &data);
+    assert_true(size > 0);
+    char *text = malloc((size_t)size + 1);
+    assert_non_null(text);
+    memcpy(text, data, (size_t)size);
+    text[size] = '\0';
+    *length = (size_t)size;
+    BIO_free(bio);
+    return text;
+}
+
+static char *private_key_pem(EVP_PKEY *key, size_t *length)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL), 1);
+    return pem_text(bio, length);
+}
+
+/* A self-signed certificate for key, valid from an hour ago for a day. */
+static char *certificate_pem(EVP_PKEY *key, size_t *length)
+{
+    X509 *certificate = X509_new();
+    assert_non_null(certificate);
+    assert_int_equal(X509_set_version(certificate, 2), 1);
+    assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(certificate), 1), 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(certificate), -3600));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(certificate), 86400));
+    assert_int_equal(X509_set_pubkey(certificate, key), 1);
+    X509_NAME *name = X509_get_subject_name(certificate);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"localhost", -1, -1, 0),
+                     1);
+    assert_int_equal(X509_set_issuer_name(certificate, name), 1);
+    assert_true(X509_sign(certificate, key, EVP_sha256()) > 0);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_X509(bio, certificate), 1);
+    X509_free(certificate);
+    return pem_text(bio, length);
+}
+
+/* cert.pem and key.pem belong together; other-key.pem is a second key;
+ * garbage.pem holds no PEM; dir is a directory. */
+static int tls_files_setup(void **state)
+{
+    memset(&tls_files, 0, sizeof(tls_files));
+    strcpy(tls_files.directory, "/tmp/wsbroker-tls-XXXXXX");
+    assert_non_null(mkdtemp(tls_files.directory));
+    size_t length;
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    assert_non_null(key);
+    char *text = certificate_pem(key, &length);
+    tls_file("cert.pem", text, length);
+    free(text);
+    text = private_key_pem(key, &length);
+    tls_file("key.pem", text, length);
+    free(text);
+    EVP_PKEY_free(key);
+    key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    assert_non_null(key);
+    text = private_key_pem(key, &length);
+    tls_file("other-key.pem", text, length);
+    free(text);
+    EVP_PKEY_free(key);
+    tls_file("garbage.pem", "not PEM\n", 8);
+    snprintf(tls_files.subdirectory, sizeof(tls_files.subdirectory), "%s/dir",
+             tls_files.directory);
+    assert_int_equal(mkdir(tls_files.subdirectory, 0700), 0);
+    return 0;
+}
+
+static int tls_files_teardown(void **state)
+{
+    for (size_t i = 0; i < tls_files.count; i++) {
+        assert_int_equal(unlink(tls_files.paths[i]), 0);
+        free(tls_files.paths[i]);
+    }
+    assert_int_equal(rmdir(tls_files.subdirectory), 0);
+    assert_int_equal(rmdir(tls_files.directory), 0);
+    return 0;
+}
+
+/* A TLS listener on line 1 whose tls group opens on line 2; body starts on
+ * line 3. Relative names resolve against the generated files. */
+static struct config *tls_parse(const char *body, char *error)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "listen = ( { address = \"::1\"; port = 8443;\n tls = {\n%s\n}; } );\n", body);
+    return config_parse(text, "t.conf", tls_files.directory, error, CONFIG_ERROR_SIZE);
+}
+
+static struct config *tls_ok(const char *body)
+{
+    char error[CONFIG_ERROR_SIZE];
+    struct config *config = tls_parse(body, error);
+    if (config == NULL)
+        fail_msg("rejected: %s\n%s", error, body);
+    assert_non_null(config->listeners[0].tls);
+    return config;
+}
+
+/* expected with its first "%s" replaced by the generated files' directory. */
+static void tls_wanted(char *out, size_t size, const char *expected)
+{
+    const char *mark = strstr(expected, "%s");
+    if (mark == NULL)
+        snprintf(out, size, "%s", expected);
+    else
+        snprintf(out, size, "%.*s%s%s", (int)(mark - expected), expected, tls_files.directory,
+                 mark + 2);
+}
+
+/* With prefix_only the message must start with expected and go on. */
+static void tls_expect(const char *body, const char *expected, bool prefix_only)
+{
+    char error[CONFIG_ERROR_SIZE], wanted[CONFIG_ERROR_SIZE];
+    tls_wanted(wanted, sizeof(wanted), expected);
+    struct config *config = tls_parse(body, error);
+    if (config != NULL) {
+        config_release(config);
+        fail_msg("accepted, wanted \"%s\":\n%s", wanted, body);
+    }
+    if (!prefix_only)
+        assert_string_equal(error, wanted);
+    else if (strncmp(error, wanted, strlen(wanted)) != 0 || strlen(error) == strlen(wanted))
+        fail_msg("\"%s\" does not start with \"%s\" and a reason", error, wanted);
+}
+
+static void assert_in_directory(const char *path, const char *name)
+{
+    char expected[256];
+    snprintf(expected, sizeof(expected), "%s/%s", tls_files.directory, name);
+    assert_string_equal(path, expected);
+}
+
+static void test_tls_listener(void **state)
+{
+    struct config *config = tls_ok(" cert = \"cert.pem\"; key = \"key.pem\";");
+    const struct tls_config *tls = config->listeners[0].tls;
+    assert_in_directory(tls->cert_file, "cert.pem");
+    assert_in_directory(tls->key_file, "key.pem");
+    assert_int_equal(tls->min_version, TLS1_2_VERSION);
+    assert_null(tls->ciphers);
+    assert_null(tls->ciphersuites);
+    assert_false(tls->verify_client);
+    assert_null(tls->ca_file);
+    assert_string_equal(config->listeners[0].address, "::1");
+    assert_int_equal(config->listeners[0].port, 8443);
+    assert_null(config->listeners[0].path);
+    config_release(config);
+
+    char body[512];
+    snprintf(body, sizeof(body), " cert = \"%s/cert.pem\";\n key = \"%s/key.pem\";\n"
+             " min_version = \"TLSv1.3\"; ciphers = \"ECDHE+AESGCM:!aNULL\";\n"
+             " ciphersuites = \"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\";\n"
+             " verify_client = true; ca_file = \"cert.pem\";", tls_files.directory,
+             tls_files.directory);
+    config = tls_ok(body);
+    tls = config->listeners[0].tls;
+    assert_in_directory(tls->cert_file, "cert.pem");
+    assert_in_directory(tls->key_file, "key.pem");
+    assert_int_equal(tls->min_version, TLS1_3_VERSION);
+    assert_string_equal(tls->ciphers, "ECDHE+AESGCM:!aNULL");
+    assert_string_equal(tls->ciphersuites, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+    assert_true(tls->verify_client);
+    assert_in_directory(tls->ca_file, "cert.pem");
+    config_release(config);
+
+    /* "" turns TLS 1.3 off, which TLS 1.2 survives */
+    config = tls_ok(" cert = \"cert.pem\"; key = \"key.pem\"; ciphersuites = \"\";\n"
+                    " min_version = \"TLSv1.2\"; verify_client = false;");
+    assert_string_equal(config->listeners[0].tls->ciphersuites, "");
+    config_release(config);
+
+    /* plain and TLS listeners side by side, and a Unix socket */
+    char error[CONFIG_ERROR_SIZE];
+    config = config_parse("listen = ( { address = \"::\"; port = 80; },\n"
+                          " { address = \"::\"; port = 443; tls = { cert = \"cert.pem\";"
+                          " key = \"key.pem\"; }; },\n { path = \"w.sock\"; } );\n",
+                          "t.conf", tls_files.directory, error, sizeof(error));
+    if (config == NULL)
+        fail_msg("%s", error);
+    assert_null(config->listeners[0].tls);
+    assert_non_null(config->listeners[1].tls);
+    assert_null(config->listeners[2].tls);
+    assert_in_directory(config->listeners[2].path, "w.sock");
+    config_release(config);
+}
+
+static void test_tls_files(void **state)
+{
+    tls_expect(" cert = \"cert.pem\";", "t.conf:2: 'listen[0].tls.key' is required", false);
+    tls_expect(" key = \"key.pem\";", "t.conf:2: 'listen[0].tls.cert' is required", false);
+    tls_expect("", "t.conf:2: 'listen[0].tls.cert' is required", false);
+    tls_expect(" cert = \"nope.pem\";\n key = \"key.pem\";",
+               "t.conf:3: 'listen[0].tls.cert': cannot read %s/nope.pem: No such file or directory",
+               false);
+    tls_expect(" cert = \"cert.pem\";\n key = \"nope.pem\";",
+               "t.conf:4: 'listen[0].tls.key': cannot read %s/nope.pem: No such file or directory",
+               false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\"; verify_client = true;\n"
+               " ca_file = \"nope.pem\";",
+               "t.conf:4: 'listen[0].tls.ca_file': cannot read %s/nope.pem: No such file or "
+               "directory", false);
+    tls_expect(" cert = \"dir\";\n key = \"key.pem\";",
+               "t.conf:3: 'listen[0].tls.cert': cannot read %s/dir: Is a directory", false);
+    tls_expect(" cert = \"/dev/null\";\n key = \"key.pem\";",
+               "t.conf:3: 'listen[0].tls.cert': cannot read /dev/null: not a regular file", false);
+    tls_expect(" cert = \"cert.pem\";\n key = \"\";", "t.conf:4: 'listen[0].tls.key': no file name",
+               false);
+    tls_expect(" cert = \"cert.pem\";\n key = 5;", "t.conf:4: 'listen[0].tls.key' must be a string",
+               false);
+
+    /* root reads any file: only another user can see a permission error */
+    if (geteuid() != 0) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/key.pem", tls_files.directory);
+        assert_int_equal(chmod(path, 0), 0);
+        tls_expect(" cert = \"cert.pem\";\n key = \"key.pem\";",
+                   "t.conf:4: 'listen[0].tls.key': cannot read %s/key.pem: Permission denied",
+                   false);
+        assert_int_equal(chmod(path, 0600), 0);
+    }
+
+    /* readable, but not what they should be: found by building a context */
+    tls_expect(" cert = \"cert.pem\";\n key = \"other-key.pem\";",
+               "t.conf:2: 'listen[0].tls': certificate and key do not match", false);
+    tls_expect(" cert = \"cert.pem\";\n key = \"garbage.pem\";",
+               "t.conf:2: 'listen[0].tls': cannot load private key %s/garbage.pem: no PEM private "
+               "key in it (", true);
+    tls_expect(" cert = \"garbage.pem\";\n key = \"key.pem\";",
+               "t.conf:2: 'listen[0].tls': cannot load certificate chain %s/garbage.pem: no start "
+               "line", false);
+    tls_expect(" cert = \"key.pem\";\n key = \"key.pem\";",
+               "t.conf:2: 'listen[0].tls': cannot load certificate chain %s/key.pem: ", true);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\"; verify_client = true;\n"
+               " ca_file = \"garbage.pem\";",
+               "t.conf:2: 'listen[0].tls': cannot load CA file %s/garbage.pem: no certificate or "
+               "crl found", false);
+}
+
+static void test_tls_options(void **state)
+{
+    static const char *const bad_versions[] = { "\"TLSv1.1\"", "\"tlsv1.2\"", "\"1.2\"", "1.2",
+                                                "12", "\"TLSv1.2 \"", "true" };
+    for (size_t i = 0; i < sizeof(bad_versions) / sizeof(bad_versions[0]); i++) {
+        char body[256];
+        snprintf(body, sizeof(body), " cert = \"cert.pem\"; key = \"key.pem\";\n min_version = %s;",
+                 bad_versions[i]);
+        tls_expect(body, "t.conf:4: 'listen[0].tls.min_version' must be one of TLSv1.2, TLSv1.3",
+                   false);
+    }
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n ciphers = \"BOGUS\";",
+               "t.conf:4: 'listen[0].tls.ciphers': \"BOGUS\" selects no cipher: no cipher match",
+               false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n ciphers = \"\";",
+               "t.conf:4: 'listen[0].tls.ciphers': \"\" selects no cipher: no cipher match", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n ciphers = [ \"HIGH\" ];",
+               "t.conf:4: 'listen[0].tls.ciphers' must be a string", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n"
+               " ciphersuites = \"TLS_AES_128_GCM_SHA256:TLS_TYPO\";",
+               "t.conf:4: 'listen[0].tls.ciphersuites': unknown TLS 1.3 ciphersuite \"TLS_TYPO\"",
+               false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n"
+               " ciphersuites = \"TLS_AES_128_GCM_SHA256:\";",
+               "t.conf:4: 'listen[0].tls.ciphersuites': empty name in the list", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\"; min_version = \"TLSv1.3\";\n"
+               " ciphersuites = \"\";",
+               "t.conf:4: 'listen[0].tls.ciphersuites' is empty, which leaves TLS 1.3, the only "
+               "version 'listen[0].tls.min_version' allows, without ciphers", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n verify_client = true;",
+               "t.conf:4: 'listen[0].tls.ca_file' is required when 'listen[0].tls.verify_client' "
+               "is true", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n ca_file = \"cert.pem\";",
+               "t.conf:4: 'listen[0].tls.ca_file' applies only when "
+               "'listen[0].tls.verify_client' is true", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\"; verify_client = false;\n"
+               " ca_file = \"cert.pem\";",
+               "t.conf:4: 'listen[0].tls.ca_file' applies only when "
+               "'listen[0].tls.verify_client' is true", false);
+    tls_expect(" cert = \"cert.pem\"; key = \"key.pem\";\n verify_client = \"yes\";",
+               "t.conf:4: 'listen[0].tls.verify_client' must be true or false", false);
+}
+
+static void test_tls_listener_errors(void **state)
+{
+    char error[CONFIG_ERROR_SIZE];
+
+    assert_null(config_parse("listen = ( { path = \"w.sock\";\n"
+                             " tls = { cert = \"cert.pem\"; key = \"key.pem\"; }; } );\n",
+                             "t.conf", tls_files.directory, error, sizeof(error)));
+    assert_string_equal(error, "t.conf:2: 'listen[0].tls' applies only to TCP listeners "
+                               "(address and port)");
+    assert_null(config_parse("listen = ( { address = \"::\"; port = 443;\n"
+                             " tls = { cert = \"cert.pem\"; key = \"key.pem\"; }; },\n"
+                             " { address = \"::\"; port = 443; } );\n",
+                             "t.conf", tls_files.directory, error, sizeof(error)));
+    assert_string_equal(error, "t.conf:3: 'listen[1]' repeats listen[0] (:: port 443)");
+    /* a TLS group built before a later error is freed (ASan checks) */
+    assert_null(config_parse("listen = ( { address = \"::\"; port = 443;\n"
+                             " tls = { cert = \"cert.pem\"; key = \"key.pem\"; verify_client = true;"
+                             " ca_file = \"cert.pem\"; ciphers = \"HIGH\"; ciphersuites ="
+                             " \"TLS_AES_128_GCM_SHA256\"; }; },\n"
+                             " { address = \"x\"; port = 1; } );\n",
+                             "t.conf", tls_files.directory, error, sizeof(error)));
+    assert_string_equal(error, "t.conf:3: 'listen[1].address' must be a numeric IPv4 or IPv6 "
+                               "address");
+    assert_null(config_parse("listen = ( { address = \"::\"; port = 443;\n"
+                             " tls = { cert = \"cert.pem\"; ciphers = \"HIGH\";\n"
+                             " min_version = \"SSLv3\"; }; } );\n",
+                             "t.conf", tls_files.directory, error, sizeof(error)));
+    assert_string_equal(error, "t.conf:3: 'listen[0].tls.min_version' must be one of TLSv1.2, "
+                               "TLSv1.3");
+}
+
+/* Certificate files resolve against the directory of the file config_load
+ * read, as `wsbroker -t -c FILE` would check them. */
+static void test_tls_load_relative(void **state)
+{
+    static const char text[] = "listen = ( { address = \"127.0.0.1\"; port = 8443;\n"
+                                "  tls = { cert = \"cert.pem\"; key = \"key.pem\"; }; } );\n";
+    static const char mismatch[] =
+        "listen = ( { address = \"127.0.0.1\"; port = 8443;\n"
+        "  tls = { cert = \"cert.pem\"; key = \"other-key.pem\"; }; } );\n";
+    char error[CONFIG_ERROR_SIZE], expected[CONFIG_ERROR_SIZE];
+
+    char *path = write_temp(tls_files.directory, "tls.conf", text, sizeof(text) - 1);
+    struct config *config = config_load(path, error, sizeof(error));
+    if (config == NULL)
+        fail_msg("%s", error);
+    assert_in_directory(config->listeners[0].tls->cert_file, "cert.pem");
+    config_release(config);
+    assert_int_equal(unlink(path), 0);
+    free(path);
+
+    path = write_temp(tls_files.directory, "mismatch.conf", mismatch, sizeof(mismatch) - 1);
+    assert_null(config_load(path, error, sizeof(error)));
+    snprintf(expected, sizeof(expected), "%s:2: 'listen[0].tls': certificate and key do not match",
+             path);
+    assert_string_equal(error, expected);
+    assert_int_equal(unlink(path), 0);
+    free(path);
+}
+
+/* ---- compression, proxy, user ---- */
+
+static void test_compression(void **state)
+{
+    struct config *config =
+        parse_ok(LISTEN "websocket = { compression = { enabled = false; }; };\n");
+    assert_false(config->websocket.compression.enabled);
+    assert_int_equal(config->websocket.compression.level, 1);   /* the rest keep defaults */
+    assert_int_equal(config->websocket.compression.min_size, 256);
+    config_release(config);
+    config = parse_ok(LISTEN "websocket = { compression = {\n"
+                             " min_size = 2147483648; level = 0; }; };\n");
+    assert_true(config->websocket.compression.min_size == (size_t)2147483648u);
+    assert_int_equal(config->websocket.compression.level, 0);
+    config_release(config);
+    expect_error(LISTEN "websocket = { compression = {\n min_size = 4294967552; }; };\n",
+                 "t.conf:3: 'websocket.compression.min_size' must be between 0 and 2147483648");
+}
+
+static void test_proxy_trusted(void **state)
+{
+    struct config *config = parse_ok(LISTEN "proxy = { trusted = [ ]; };\n");
+    assert_int_equal(config->proxy.trusted_count, 0);   /* nobody's headers are believed */
+    assert_null(config->proxy.trusted);
+    config_release(config);
+    config = parse_ok(LISTEN "proxy = { trusted = ( \"192.0.2.10\", \"10.0.0.0/8\",\n"
+                             " \"2001:db8::/32\", \"::ffff:0:0/96\" ); };\n");
+    assert_int_equal(config->proxy.trusted_count, 4);
+    assert_range(&config->proxy.trusted[0], AF_INET, "192.0.2.10", 32);
+    assert_range(&config->proxy.trusted[1], AF_INET, "10.0.0.0", 8);
+    assert_range(&config->proxy.trusted[2], AF_INET6, "2001:db8::", 32);
+    assert_range(&config->proxy.trusted[3], AF_INET6, "::ffff:0:0", 96);
+    config_release(config);
+
+    static const char *const bad[] = { "", "proxy.local", "10.0.0.1/8", "::1/129", "1.2.3.4/",
+                                       "*", "10.0.0.0/8 " };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), LISTEN "proxy = {\n trusted = [ \"::1\",\n \"%s\" ];\n};\n",
+                 bad[i]);
+        expect_error(text, "t.conf:4: 'proxy.trusted[1]' is not an address or CIDR range");
+    }
+}
+
+static void test_user(void **state)
+{
+    struct config *config = parse_ok(LISTEN "user = \"root\";\n");
+    assert_string_equal(config->user, "root");
+    config_release(config);
+    expect_error(LISTEN "log_level = \"info\";\nuser = \"no-such-user-xyz\";\n",
+                 "t.conf:3: 'user': no user named \"no-such-user-xyz\"");
+    expect_error(LISTEN "user = \"\";\n", "t.conf:2: 'user': no user named \"\"");
+    expect_error(LISTEN "user = \"root \";\n", "t.conf:2: 'user': no user named \"root \"");
+}
+
 static void test_shipped_config(void **state)
 {
     const char *srcdir = getenv("WSBROKER_SRCDIR");
@@ -1267,6 +1858,10 @@ static void test_shipped_config(void **state)
     assert_int_equal(config->listeners[0].port, 8080);
     assert_string_equal(config->listeners[1].address, "::");
     assert_int_equal(config->listeners[1].port, 8080);
+    for (size_t i = 0; i < config->listener_count; i++) {
+        assert_null(config->listeners[i].tls);   /* runs as is: no certificate needed */
+        assert_null(config->listeners[i].path);
+    }
     assert_int_equal(config->route_count, 3);
     assert_string_equal(config->routes[0].path, "/chat/:room");
     assert_int_equal(config->routes[0].mode, ROUTE_MODE_BROADCAST);
@@ -1299,13 +1894,17 @@ static void test_shipped_config(void **state)
     assert_true(length >= sizeof(suffix) - 1);
     assert_string_equal(config->http.static_root + length - (sizeof(suffix) - 1), suffix);
     assert_int_equal(config->websocket.ping_interval, 25);
+    assert_true(config->websocket.compression.enabled);
+    assert_int_equal(config->proxy.trusted_count, 2);
+    assert_null(config->user);
     assert_int_equal(config->log_level, LOG_LEVEL_INFO);
     config_release(config);
 }
 
 /* Every commented-out setting of the sample is valid as written: with all
  * of them uncommented (and a key file where the auth example expects one)
- * the file still loads, and the defaults it states are the real ones. */
+ * the file still loads, and the defaults it states are the real ones. The
+ * example user "wsbroker" may not exist here, so root stands in for it. */
 static void test_shipped_config_examples(void **state)
 {
     const char *srcdir = getenv("WSBROKER_SRCDIR");
@@ -1323,8 +1922,13 @@ static void test_shipped_config_examples(void **state)
     assert_non_null(out);
     char line[1024];
     size_t uncommented = 0;
+    bool user_seen = false;
     while (fgets(line, sizeof(line), in) != NULL) {
-        if (regexec(&setting, line, 3, parts, 0) == 0) {
+        if (strcmp(line, "# user = \"wsbroker\";\n") == 0) {
+            fputs("user = \"root\";\n", out);
+            user_seen = true;
+            uncommented++;
+        } else if (regexec(&setting, line, 3, parts, 0) == 0) {
             fprintf(out, "%.*s%s", (int)parts[1].rm_eo, line, line + parts[2].rm_so);
             uncommented++;
         } else {
@@ -1334,7 +1938,8 @@ static void test_shipped_config_examples(void **state)
     regfree(&setting);
     assert_int_equal(fclose(in), 0);
     assert_int_equal(fclose(out), 0);
-    assert_true(uncommented >= 19);
+    assert_true(user_seen);
+    assert_true(uncommented >= 30);
 
     struct key_files files;
     key_files_setup(&files);
@@ -1353,10 +1958,19 @@ static void test_shipped_config_examples(void **state)
     assert_int_equal(config->websocket.ping_timeout, 60);
     assert_int_equal(config->websocket.handshake_timeout, 10);
     assert_int_equal(config->websocket.close_timeout, 5);
+    assert_true(config->websocket.compression.enabled);
+    assert_int_equal(config->websocket.compression.level, 1);
+    assert_int_equal(config->websocket.compression.min_size, 256);
+    assert_int_equal(config->websocket.compression.memory_level, 8);
+    assert_int_equal(config->websocket.compression.max_window_bits, 15);
     assert_int_equal(config->limits.max_connections, 100000);
     assert_int_equal(config->limits.outbound_queue_max, 4194304);
     assert_int_equal(config->limits.request_head_max, 8192);
     assert_int_equal(config->limits.max_subscriptions, 256);
+    assert_int_equal(config->proxy.trusted_count, 2);
+    assert_range(&config->proxy.trusted[0], AF_INET, "127.0.0.1", 32);
+    assert_range(&config->proxy.trusted[1], AF_INET6, "::1", 128);
+    assert_string_equal(config->user, "root");
     assert_non_null(config->http.api_token);
     assert_non_null(config->auth.verifier);
     assert_int_equal(config->auth.algorithm, AUTH_RS256);
@@ -1426,6 +2040,14 @@ static void test_failure_frees(void **state)
                         "auth = { algorithm = \"HS256\"; secret = \"k\"; };\n"
                         "http2 = { };\n",
                  "t.conf:4: unknown key 'http2'");
+    expect_error("listen = ( { path = \"/run/a.sock\"; mode = \"0600\"; },\n"
+                 " { path = \"b.sock\"; },\n { address = \"::\"; port = 1; mode = 1; } );\n",
+                 "t.conf:3: 'listen[2].mode' applies only to Unix socket listeners (path)");
+    expect_error(LISTEN "proxy = { trusted = [ \"10.0.0.0/8\" ]; };\nuser = \"root\";\n"
+                        "websocket = { compression = { level = 5; }; };\nshutdown_timeout = 0;\n",
+                 "t.conf:5: 'shutdown_timeout' must be between 1 and 3600");
+    expect_error(LISTEN "user = \"root\";\nproxy = { trusted = [ \"10.0.0.0/8\",\n \"x\" ]; };\n",
+                 "t.conf:4: 'proxy.trusted[1]' is not an address or CIDR range");
 }
 
 /* ---- log ---- */
@@ -1537,6 +2159,8 @@ int main(void)
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_listen_unix),
+        cmocka_unit_test(test_listen_unix_errors),
         cmocka_unit_test(test_ping_rules),
         cmocka_unit_test(test_origins),
         cmocka_unit_test(test_subprotocols),
@@ -1555,6 +2179,14 @@ int main(void)
         cmocka_unit_test(test_auth_public_keys),
         cmocka_unit_test(test_auth_cookie),
         cmocka_unit_test(test_auth_load_relative),
+        cmocka_unit_test(test_tls_listener),
+        cmocka_unit_test(test_tls_files),
+        cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_tls_listener_errors),
+        cmocka_unit_test(test_tls_load_relative),
+        cmocka_unit_test(test_compression),
+        cmocka_unit_test(test_proxy_trusted),
+        cmocka_unit_test(test_user),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_shipped_config_examples),
         cmocka_unit_test(test_refcount),
@@ -1564,5 +2196,5 @@ int main(void)
         cmocka_unit_test(test_log_lines),
         cmocka_unit_test(test_log_long_line),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tls_files_setup, tls_files_teardown);
 }
