@@ -15,11 +15,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "api.h"
 #include "auth.h"
 #include "config.h"
+#include "deflate.h"
 #include "handshake.h"
 #include "http.h"
 #include "hub.h"
@@ -30,6 +33,8 @@
 #include "route.h"
 #include "server.h"
 #include "static_files.h"
+#include "tls.h"
+#include "utf8.h"
 #include "wsframe.h"
 
 enum conn_state {
@@ -61,6 +66,11 @@ struct conn {
     enum conn_state state;
     bool over_limit;                 /* accepted past max_connections */
     bool upgraded;                   /* was a WebSocket (for the close log) */
+    bool tls;                        /* the bufferevent speaks TLS */
+    bool counted;                    /* counts against max_connections */
+    bool deflate;                    /* permessage-deflate negotiated */
+    struct deflate_params deflate_params;
+    struct deflate_inflater *inflater;
     unsigned close_code;             /* code sent or echoed, 1006 when none */
     const struct route_config *route;
     char *path;                      /* request path, for logs */
@@ -156,7 +166,6 @@ static void conn_link(struct conn *conn)
     if (server->connections != NULL)
         server->connections->previous = conn;
     server->connections = conn;
-    server->connection_count++;
 }
 
 static void conn_unlink(struct conn *conn)
@@ -171,8 +180,28 @@ static void conn_unlink(struct conn *conn)
     conn->previous = conn->next = NULL;
 }
 
+static struct bufferevent *conn_new_bufferevent(struct server *server, evutil_socket_t fd,
+                                                struct tls_context *tls)
+{
+    if (tls == NULL)
+        return bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = tls_context_new_ssl(tls);
+    if (ssl == NULL)
+        return NULL;
+    /* With CLOSE_ON_FREE the bufferevent frees the SSL object too. */
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        server->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Browsers often just drop TCP after a WebSocket close. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
-                 int address_length)
+                 int address_length, struct tls_context *tls)
 {
     int one = 1;
     if (address->sa_family == AF_INET || address->sa_family == AF_INET6)
@@ -196,7 +225,8 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
         memcpy(&conn->client_address, address, (size_t)address_length);
     }
     conn_format_peer(address, conn->peer, sizeof(conn->peer));
-    conn->bev = bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    conn->bev = conn_new_bufferevent(server, fd, tls);
+    conn->tls = tls != NULL;
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
     if (conn->bev == NULL || conn->timer == NULL) {
         log_error(&server->log, "out of memory accepting %s", conn->peer);
@@ -214,6 +244,8 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
      * connection; one past it is still read, to answer 503. */
     conn->over_limit = server->connection_count >= conn->config->limits.max_connections;
     conn_link(conn);
+    conn->counted = true;
+    server->connection_count++;
     bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
     if (bufferevent_enable(conn->bev, EV_READ | EV_WRITE) != 0) {
         conn_drop(conn);
@@ -262,14 +294,17 @@ static void conn_free(struct conn *conn)
     bufferevent_free(conn->bev);
     event_free(conn->timer);
     ws_decoder_release(&conn->decoder);
+    deflate_inflater_free(conn->inflater);
     free(conn->path);
     free(conn->channel);
     free(conn->user);
     if (conn->has_identity)
         auth_identity_clear(&conn->identity);
     config_release(conn->config);
+    bool counted = conn->counted;
     free(conn);
-    server->connection_count--;
+    if (counted)
+        server->connection_count--;
     server_connection_gone(server);
 }
 
@@ -294,9 +329,23 @@ static void conn_finish(struct conn *conn)
         conn_write_cb(conn->bev, conn);
 }
 
+/* A connection that has said all it will say no longer holds a place
+ * under max_connections: the limit is for clients being served. */
+static void conn_uncount(struct conn *conn)
+{
+    if (conn->counted) {
+        conn->counted = false;
+        conn->server->connection_count--;
+    }
+}
+
 static void conn_linger(struct conn *conn)
 {
     conn->state = CONN_LINGER;
+    conn_uncount(conn);
+    /* Everything is written: a TLS close_notify can go straight out. */
+    if (conn->tls)
+        (void)SSL_shutdown(bufferevent_openssl_get_ssl(conn->bev));
     if (shutdown(bufferevent_getfd(conn->bev), SHUT_WR) != 0) {
         conn_drop(conn);
         return;
@@ -335,7 +384,8 @@ static void conn_write_close(struct conn *conn, unsigned code, const char *reaso
 static void conn_send_close_now(struct conn *conn, unsigned code, const char *reason)
 {
     conn->close_code = code;
-    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
+    /* Raw bytes on a TLS socket would corrupt the record stream. */
+    if (conn->tls || evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
         return;
     uint8_t frame[WSFRAME_MAX_HEADER + WSFRAME_MAX_CONTROL_PAYLOAD];
     uint8_t payload[WSFRAME_MAX_CONTROL_PAYLOAD];
@@ -378,17 +428,41 @@ static void conn_send_frame(void *owner, struct shared_frame *frame)
     }
 }
 
-static void conn_deliver(struct hub_subscriber *subscriber, struct message *message)
+/* The frame of message this connection gets: compressed when it
+ * negotiated permessage-deflate and the message is not too small to gain. */
+static struct shared_frame *conn_message_frame(struct conn *conn, struct message *message,
+                                               bool envelope)
 {
-    struct conn *conn = CONN_FROM_SUBSCRIBER(subscriber);
+    const struct deflate_options *options = &conn->config->websocket.compression;
+    if (conn->deflate && message->length >= options->min_size) {
+        struct shared_frame *frame = message_deflated_frame(
+            message, envelope, options, conn->deflate_params.server_max_window_bits);
+        if (frame != NULL)
+            return frame;
+    }
+    return envelope ? message_envelope_frame(message) : message_raw_frame(message);
+}
+
+static void conn_send_message(struct conn *conn, struct message *message, bool envelope)
+{
     if (conn->state != CONN_OPEN)
         return;
-    struct shared_frame *frame = message_raw_frame(message);
+    struct shared_frame *frame = conn_message_frame(conn, message, envelope);
     if (frame == NULL)
         return;
     conn->server->stats.deliveries++;
     conn->server->stats.bytes_sent += frame->length;
     conn_send_frame(conn, frame);
+}
+
+static void conn_send_envelope(void *owner, struct message *message)
+{
+    conn_send_message(owner, message, true);
+}
+
+static void conn_deliver(struct hub_subscriber *subscriber, struct message *message)
+{
+    conn_send_message(CONN_FROM_SUBSCRIBER(subscriber), message, false);
 }
 
 static void conn_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame)
@@ -678,6 +752,7 @@ static int conn_subscribe(struct conn *conn, const char *channel)
             .identity = conn->has_identity ? &conn->identity : NULL,
             .echo_self = conn->route->echo_self,
             .send = conn_send_frame,
+            .send_message = conn_send_envelope,
             .owner = conn,
         };
         conn->pubsub = pubsub_session_new(&host);
@@ -724,6 +799,29 @@ static void conn_count_open(struct conn *conn)
     }
 }
 
+/* Accepts a permessage-deflate offer: the inflater is made and the
+ * extension's header goes into the 101 response (before its blank line).
+ * Returns 0 (also when nothing was negotiated) or -1. */
+static int conn_negotiate_deflate(struct conn *conn, const struct http_request *request,
+                                  char *response, size_t size, int *length)
+{
+    char extension[DEFLATE_RESPONSE_SIZE];
+    if (!deflate_negotiate(request, &conn->config->websocket.compression, &conn->deflate_params,
+                           extension))
+        return 0;
+    conn->inflater = deflate_inflater_new(&conn->deflate_params);
+    if (conn->inflater == NULL)
+        return -1;
+    size_t head = (size_t)*length - 2;   /* drop the final blank line */
+    int added = snprintf(response + head, size - head, "Sec-WebSocket-Extensions: %s\r\n\r\n",
+                         extension);
+    if (added < 0 || (size_t)added >= size - head)
+        return -1;
+    *length = (int)(head + (size_t)added);
+    conn->deflate = true;
+    return 0;
+}
+
 static void conn_upgrade(struct conn *conn, const struct http_request *request,
                          const struct route_config *route, const char *channel,
                          const char *query, size_t query_length)
@@ -751,8 +849,10 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
                             refused == 403 ? STATS_REJECT_FORBIDDEN : conn_reject_reason(request, refused));
         return;
     }
-    char response[512];
+    char response[768];
     int length = handshake_response(response, sizeof(response), &result);
+    if (length > 0 && conn_negotiate_deflate(conn, request, response, sizeof(response), &length) != 0)
+        length = -1;
     int joined = length < 0 ? -1 : conn_subscribe(conn, channel);
     if (joined < 0) {
         log_error(&conn->server->log, "cannot set up %s %s", conn->peer, conn->path);
@@ -765,7 +865,7 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
     }
     struct ws_decoder_options options = {
         .max_message_size = ws->max_message_size,
-        .allowed_rsv = 0,
+        .allowed_rsv = conn->deflate ? WSFRAME_RSV1 : 0,
         .require_mask = true,
     };
     ws_decoder_init(&conn->decoder, &options);
@@ -1008,6 +1108,29 @@ static void conn_fail(struct conn *conn, unsigned code, const char *reason)
     conn_finish(conn);
 }
 
+/* The echo route answers with the same message, compressed like any
+ * delivery when the connection negotiated it. */
+static void conn_echo(struct conn *conn, const struct ws_event *event)
+{
+    const struct deflate_options *options = &conn->config->websocket.compression;
+    uint8_t *compressed = NULL;
+    size_t compressed_length = 0;
+    if (!conn->deflate || event->length < options->min_size ||
+        deflate_compress(options, conn->deflate_params.server_max_window_bits, event->data,
+                         event->length, &compressed, &compressed_length) != DEFLATE_OK) {
+        conn_write_frame(conn, event->opcode, event->data, event->length);
+        return;
+    }
+    uint8_t header[WSFRAME_MAX_HEADER];
+    size_t header_length =
+        wsframe_header_build(header, true, WSFRAME_RSV1, event->opcode, compressed_length);
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    if (evbuffer_add(output, header, header_length) != 0 ||
+        evbuffer_add(output, compressed, compressed_length) != 0)
+        conn_drop(conn);
+    free(compressed);
+}
+
 /* A raw frame on a broadcast route becomes a message on the route's channel. */
 static void conn_broadcast(struct conn *conn, const struct ws_event *event)
 {
@@ -1030,13 +1153,47 @@ static void conn_broadcast(struct conn *conn, const struct ws_event *event)
     message_release(message);
 }
 
-static void conn_handle_message(struct conn *conn, const struct ws_event *event)
+/* A message with RSV1 set is compressed: inflate it within
+ * max_message_size, then check text as UTF-8. Returns false after failing
+ * the connection. */
+static bool conn_inflate(struct conn *conn, struct ws_event *event, uint8_t **buffer)
 {
+    size_t length = 0;
+    int result = deflate_inflate(conn->inflater, event->data, event->length,
+                                 conn->config->websocket.max_message_size, buffer, &length);
+    if (result == DEFLATE_TOO_BIG) {
+        conn_fail(conn, WS_CLOSE_TOO_BIG, "message too big");
+        return false;
+    }
+    if (result != DEFLATE_OK) {
+        conn_fail(conn, result == DEFLATE_NO_MEMORY ? WS_CLOSE_INTERNAL_ERROR : WS_CLOSE_INVALID_PAYLOAD,
+                  result == DEFLATE_NO_MEMORY ? "out of memory" : "invalid compressed data");
+        return false;
+    }
+    if (event->opcode == WS_OP_TEXT && !utf8_is_valid(*buffer, length)) {
+        conn_fail(conn, WS_CLOSE_INVALID_PAYLOAD, "invalid UTF-8");
+        return false;
+    }
+    event->data = *buffer;
+    event->length = length;
+    event->rsv = 0;
+    return true;
+}
+
+static void conn_handle_message(struct conn *conn, const struct ws_event *received)
+{
+    struct ws_event inflated = *received;
+    const struct ws_event *event = &inflated;
+    uint8_t *buffer = NULL;
+    if ((received->rsv & WSFRAME_RSV1) && !conn_inflate(conn, &inflated, &buffer)) {
+        free(buffer);
+        return;
+    }
     conn->server->stats.messages_received++;
     conn->server->stats.bytes_received += event->length;
     switch (conn->route->mode) {
     case ROUTE_MODE_ECHO:
-        conn_write_frame(conn, event->opcode, event->data, event->length);
+        conn_echo(conn, event);
         break;
     case ROUTE_MODE_BROADCAST:
         conn_broadcast(conn, event);
@@ -1048,6 +1205,7 @@ static void conn_handle_message(struct conn *conn, const struct ws_event *event)
             pubsub_handle_binary(conn->pubsub);
         break;
     }
+    free(buffer);
 }
 
 static void conn_handle_close(struct conn *conn, const struct ws_event *event)

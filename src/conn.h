@@ -16,10 +16,12 @@
 
 struct server;
 struct conn;
+struct tls_context;
 
-/* Takes ownership of fd (an accepted socket). */
+/* Takes ownership of fd (an accepted socket). tls: the listener's TLS
+ * context, or NULL for a plain listener. */
 void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
-                 int address_length);
+                 int address_length, struct tls_context *tls);
 
 /* Starts a server-initiated close: a WebSocket gets a close frame with code
  * and reason and close_timeout to answer; anything else is dropped. */

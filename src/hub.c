@@ -378,7 +378,7 @@ static void hub_history_expire(struct hub_channel *channel, int64_t now)
     if (channel->history_ttl == 0)
         return;
     while (channel->history_count > 0 &&
-           hub_history_at(channel, 0)->published_at + (int64_t)channel->history_ttl <= now)
+           hub_history_at(channel, 0)->published_at + (int64_t)channel->history_ttl * 1000 <= now)
         hub_history_drop_oldest(channel);
 }
 

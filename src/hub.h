@@ -65,7 +65,7 @@ void hub_announce_join(struct hub *hub, struct hub_subscriber *subscriber);
 void hub_unsubscribe(struct hub *hub, struct hub_subscriber *subscriber);
 
 /* Publishes message on message->channel: sets its seq and published_at
- * (now, monotonic seconds), keeps it in the history ring, and delivers it to
+ * (now, monotonic milliseconds, like every now below), keeps it in the history ring, and delivers it to
  * every subscriber except except (may be NULL), in subscription order.
  * rule is used when the channel has to be created. When epoch is not NULL
  * the channel's epoch is copied there. Returns the number of deliveries, or

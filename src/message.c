@@ -28,6 +28,10 @@ static void message_free(struct message *message)
     free(message->payload);
     shared_frame_release(message->raw_frame);
     shared_frame_release(message->envelope_frame);
+    for (int form = 0; form < 2; form++) {
+        for (int w = 0; w < MESSAGE_WINDOWS; w++)
+            shared_frame_release(message->deflated[form][w]);
+    }
     free(message);
 }
 
@@ -374,4 +378,47 @@ struct shared_frame *message_envelope_frame(struct message *message)
         message->envelope_frame = message_pieces_encode(&pieces);
     }
     return message->envelope_frame;
+}
+
+/* ---- compressed frames ---- */
+
+static struct shared_frame *message_compress_frame(const struct shared_frame *plain,
+                                                   const struct deflate_options *options,
+                                                   int window_bits)
+{
+    /* Server frames are unmasked: the header is 2, 4 or 10 bytes. */
+    unsigned length_code = plain->bytes[1] & 0x7f;
+    size_t header = length_code == 127 ? 10 : length_code == 126 ? 4 : 2;
+    uint8_t opcode = plain->bytes[0] & 0x0f;
+    uint8_t *compressed = NULL;
+    size_t compressed_length = 0;
+    if (deflate_compress(options, window_bits, plain->bytes + header, plain->length - header,
+                         &compressed, &compressed_length) != DEFLATE_OK)
+        return NULL;
+    uint8_t frame_header[WSFRAME_MAX_HEADER];
+    size_t frame_header_length =
+        wsframe_header_build(frame_header, true, WSFRAME_RSV1, opcode, compressed_length);
+    struct shared_frame *frame = shared_frame_new(frame_header_length + compressed_length);
+    if (frame != NULL) {
+        memcpy(frame->bytes, frame_header, frame_header_length);
+        memcpy(frame->bytes + frame_header_length, compressed, compressed_length);
+    }
+    free(compressed);
+    return frame;
+}
+
+struct shared_frame *message_deflated_frame(struct message *message, bool envelope,
+                                            const struct deflate_options *options,
+                                            int window_bits)
+{
+    if (window_bits < 9 || window_bits > 15)
+        return NULL;
+    struct shared_frame **slot = &message->deflated[envelope ? 1 : 0][window_bits - 9];
+    if (*slot == NULL) {
+        struct shared_frame *plain =
+            envelope ? message_envelope_frame(message) : message_raw_frame(message);
+        if (plain != NULL)
+            *slot = message_compress_frame(plain, options, window_bits);
+    }
+    return *slot;
 }

@@ -7,7 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "deflate.h"
 #include "shared_frame.h"
+
+#define MESSAGE_WINDOWS 7   /* permessage-deflate windows 9..15 */
 
 enum message_kind {
     MESSAGE_TEXT,     /* a raw text frame's bytes (valid UTF-8) */
@@ -19,13 +22,15 @@ struct message {
     unsigned refcount;
     enum message_kind kind;
     uint64_t seq;               /* set by the hub when published */
-    int64_t published_at;       /* monotonic seconds, set by the hub */
+    int64_t published_at;       /* monotonic milliseconds, set by the hub */
     char *channel;
     char *from;                 /* publishing user, or NULL */
     uint8_t *payload;
     size_t length;
     struct shared_frame *raw_frame;       /* private: built on first use */
     struct shared_frame *envelope_frame;  /* private: built on first use */
+    /* private: compressed frames, [0] raw / [1] envelope, by window - 9 */
+    struct shared_frame *deflated[2][MESSAGE_WINDOWS];
 };
 
 /* Copies channel, from (may be NULL) and payload. For MESSAGE_JSON, payload
@@ -48,5 +53,14 @@ struct shared_frame *message_raw_frame(struct message *message);
  * BINARY payload becomes "data_base64":"<base64>" instead; "from" only
  * when set. Borrowed like message_raw_frame. NULL when out of memory. */
 struct shared_frame *message_envelope_frame(struct message *message);
+
+/* The raw (envelope = false) or envelope frame compressed for
+ * permessage-deflate with options' level and memory level and window_bits
+ * (9..15), RSV1 set. Built once per window: compression keeps no context
+ * between messages, so every receiver with that window shares the bytes.
+ * Borrowed like message_raw_frame. NULL when it cannot be built. */
+struct shared_frame *message_deflated_frame(struct message *message, bool envelope,
+                                            const struct deflate_options *options,
+                                            int window_bits);
 
 #endif

@@ -58,12 +58,7 @@ static void pubsub_deliver(struct hub_subscriber *subscriber, struct message *me
 {
     struct pubsub_subscription *subscription = (struct pubsub_subscription *)subscriber;
     struct pubsub_session *session = subscription->session;
-    struct shared_frame *frame = message_envelope_frame(message);
-    if (frame == NULL)
-        return;
-    session->host.server->stats.deliveries++;
-    session->host.server->stats.bytes_sent += frame->length;
-    session->host.send(session->host.owner, frame);
+    session->host.send_message(session->host.owner, message);
 }
 
 static void pubsub_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame)

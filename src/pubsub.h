@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "message.h"
 #include "shared_frame.h"
 
 struct server;
@@ -24,6 +25,9 @@ struct pubsub_host {
     bool echo_self;
     /* Queues frame to the connection (by reference; retain to keep). */
     void (*send)(void *owner, struct shared_frame *frame);
+    /* Queues message's envelope frame, compressed when the connection
+     * negotiated it; counts the delivery. */
+    void (*send_message)(void *owner, struct message *message);
     void *owner;
 };
 

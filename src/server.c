@@ -7,9 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conn.h"
+#include "notify.h"
+#include "privileges.h"
+#include "tls.h"
 #include "wsframe.h"
 
 /* How long accepting pauses when the process is out of descriptors. */
@@ -31,7 +37,7 @@ int64_t server_now(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec;
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 long server_publish(struct server *server, struct message *message,
@@ -60,20 +66,73 @@ void server_connection_gone(struct server *server)
 
 /* ------------------------------------------------------------ listeners */
 
+/* A TLS listener first looks at the client's first bytes: a plain HTTP
+ * request gets a readable 400 instead of a failed TLS handshake. */
+struct server_sniff {
+    struct server *server;          /* not the listener: it may close meanwhile */
+    struct tls_context *tls;
+    struct sockaddr_storage address;
+    int address_length;
+};
+
+static void server_sniff_cb(evutil_socket_t fd, short events, void *arg)
+{
+    struct server_sniff *sniff = arg;
+    uint8_t first[8];
+    ssize_t length = (events & EV_READ) ? recv(fd, first, sizeof(first), MSG_PEEK) : -1;
+    if (length > 0 && tls_looks_like_http(first, (size_t)length)) {
+        static const char answer[] =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Length: 33\r\nConnection: close\r\n\r\n"
+            "plain HTTP request to a TLS port\n";
+        (void)send(fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        log_info(&sniff->server->log, "reject plain HTTP on a TLS listener: 400");
+        (void)shutdown(fd, SHUT_WR);
+        evutil_closesocket(fd);
+    } else if (length > 0 && !sniff->server->shutting_down) {
+        conn_accept(sniff->server, fd, (struct sockaddr *)&sniff->address,
+                    sniff->address_length, sniff->tls);
+    } else {
+        evutil_closesocket(fd);   /* timed out or closed before saying anything */
+    }
+    tls_context_release(sniff->tls);
+    free(sniff);
+}
+
 static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
                              struct sockaddr *address, int address_length, void *arg)
 {
     (void)listener;
-    conn_accept(arg, fd, address, address_length);
+    struct server_listener *bound = arg;
+    if (bound->tls == NULL) {
+        conn_accept(bound->server, fd, address, address_length, NULL);
+        return;
+    }
+    struct server_sniff *sniff = calloc(1, sizeof(*sniff));
+    struct timeval timeout = { (time_t)bound->server->config->websocket.handshake_timeout, 0 };
+    if (sniff == NULL || (size_t)address_length > sizeof(sniff->address)) {
+        free(sniff);
+        evutil_closesocket(fd);
+        return;
+    }
+    sniff->server = bound->server;
+    sniff->tls = tls_context_retain(bound->tls);
+    memcpy(&sniff->address, address, (size_t)address_length);
+    sniff->address_length = address_length;
+    if (event_base_once(bound->server->base, fd, EV_READ, server_sniff_cb, sniff, &timeout) != 0) {
+        tls_context_release(sniff->tls);
+        free(sniff);
+        evutil_closesocket(fd);
+    }
 }
 
 static void server_set_accepting(struct server *server, bool accepting)
 {
     for (size_t i = 0; i < server->listener_count; i++) {
         if (accepting)
-            evconnlistener_enable(server->listeners[i]);
+            evconnlistener_enable(server->listeners[i].listener);
         else
-            evconnlistener_disable(server->listeners[i]);
+            evconnlistener_disable(server->listeners[i].listener);
     }
 }
 
@@ -92,7 +151,7 @@ static void server_accept_resume_cb(evutil_socket_t fd, short events, void *arg)
 static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
 {
     (void)listener;
-    struct server *server = arg;
+    struct server *server = ((struct server_listener *)arg)->server;
     int error = EVUTIL_SOCKET_ERROR();
     if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) {
         log_warn(&server->log, "accept: %s", evutil_socket_error_to_string(error));
@@ -112,6 +171,15 @@ static int server_listen_address(const struct listen_config *listen,
                                  struct sockaddr_storage *address, socklen_t *length)
 {
     memset(address, 0, sizeof(*address));
+    if (listen->path != NULL) {
+        struct sockaddr_un *un = (struct sockaddr_un *)address;
+        if (strlen(listen->path) >= sizeof(un->sun_path))
+            return -1;
+        un->sun_family = AF_UNIX;
+        strcpy(un->sun_path, listen->path);
+        *length = sizeof(*un);
+        return 0;
+    }
     struct sockaddr_in *in = (struct sockaddr_in *)address;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)address;
     if (inet_pton(AF_INET, listen->address, &in->sin_addr) == 1) {
@@ -129,30 +197,73 @@ static int server_listen_address(const struct listen_config *listen,
     return -1;
 }
 
-static int server_open_listener(struct server *server, const struct listen_config *listen)
+static void server_describe_listen(const struct listen_config *listen, char *out, size_t size)
 {
+    if (listen->path != NULL)
+        snprintf(out, size, "unix:%s", listen->path);
+    else
+        snprintf(out, size, "%s port %u%s", listen->address, listen->port,
+                 listen->tls != NULL ? " (TLS)" : "");
+}
+
+/* A socket file left by a previous run would make bind fail; only a
+ * socket is removed, never another kind of file. */
+static void server_remove_stale_socket(const char *path)
+{
+    struct stat info;
+    if (lstat(path, &info) == 0 && S_ISSOCK(info.st_mode))
+        unlink(path);
+}
+
+static int server_open_listener(struct server *server, size_t index)
+{
+    const struct listen_config *listen = &server->config->listeners[index];
+    struct server_listener *bound = &server->listeners[server->listener_count];
+    char name[320];
+    server_describe_listen(listen, name, sizeof(name));
     struct sockaddr_storage address;
     socklen_t length;
     if (server_listen_address(listen, &address, &length) != 0) {
-        log_error(&server->log, "listen %s port %u: not a numeric address", listen->address,
-                  listen->port);
+        log_error(&server->log, "listen %s: not a usable address", name);
         return -1;
     }
+    bound->server = server;
+    bound->config_index = index;
+    if (listen->tls != NULL) {
+        char error[CONFIG_ERROR_SIZE];
+        bound->tls = tls_context_new(listen->tls, error, sizeof(error));
+        if (bound->tls == NULL) {
+            log_error(&server->log, "listen %s: %s", name, error);
+            return -1;
+        }
+    }
+    if (listen->path != NULL)
+        server_remove_stale_socket(listen->path);
     /* V6ONLY lets "::" and "0.0.0.0" on one port be two listeners. */
-    unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+    if (listen->path == NULL)
+        flags |= LEV_OPT_REUSEABLE;
     if (address.ss_family == AF_INET6)
         flags |= LEV_OPT_BIND_IPV6ONLY;
-    struct evconnlistener *listener =
-        evconnlistener_new_bind(server->base, server_accept_cb, server, flags, 1024,
-                                (struct sockaddr *)&address, (int)length);
-    if (listener == NULL) {
-        log_error(&server->log, "cannot listen on %s port %u: %s", listen->address,
-                  listen->port, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    bound->listener = evconnlistener_new_bind(server->base, server_accept_cb, bound, flags, 1024,
+                                              (struct sockaddr *)&address, (int)length);
+    if (bound->listener == NULL) {
+        log_error(&server->log, "cannot listen on %s: %s", name,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        tls_context_release(bound->tls);
+        bound->tls = NULL;
         return -1;
     }
-    evconnlistener_set_error_cb(listener, server_accept_error_cb);
-    server->listeners[server->listener_count++] = listener;
-    log_info(&server->log, "listening on %s port %u", listen->address, listen->port);
+    server->listener_count++;
+    if (listen->path != NULL) {
+        bound->unix_path = strdup(listen->path);
+        if (bound->unix_path == NULL || chmod(listen->path, (mode_t)listen->mode) != 0) {
+            log_error(&server->log, "cannot set the mode of %s", listen->path);
+            return -1;
+        }
+    }
+    evconnlistener_set_error_cb(bound->listener, server_accept_error_cb);
+    log_info(&server->log, "listening on %s", name);
     return 0;
 }
 
@@ -163,7 +274,7 @@ static int server_open_listeners(struct server *server)
     if (server->listeners == NULL)
         return -1;
     for (size_t i = 0; i < config->listener_count; i++) {
-        if (server_open_listener(server, &config->listeners[i]) != 0)
+        if (server_open_listener(server, i) != 0)
             return -1;
     }
     return 0;
@@ -171,20 +282,57 @@ static int server_open_listeners(struct server *server)
 
 static void server_close_listeners(struct server *server)
 {
-    for (size_t i = 0; i < server->listener_count; i++)
-        evconnlistener_free(server->listeners[i]);
+    for (size_t i = 0; i < server->listener_count; i++) {
+        struct server_listener *bound = &server->listeners[i];
+        evconnlistener_free(bound->listener);
+        if (bound->unix_path != NULL)
+            unlink(bound->unix_path);
+        free(bound->unix_path);
+        tls_context_release(bound->tls);
+        memset(bound, 0, sizeof(*bound));
+    }
     server->listener_count = 0;
 }
 
+/* New certificates for TLS listeners: a listener whose files no longer
+ * load keeps its old context. Connections keep the context they started
+ * with. */
+static void server_reload_certificates(struct server *server, const struct config *config)
+{
+    for (size_t i = 0; i < server->listener_count; i++) {
+        struct server_listener *bound = &server->listeners[i];
+        if (bound->tls == NULL || bound->config_index >= config->listener_count ||
+            config->listeners[bound->config_index].tls == NULL)
+            continue;
+        char error[CONFIG_ERROR_SIZE];
+        struct tls_context *fresh =
+            tls_context_new(config->listeners[bound->config_index].tls, error, sizeof(error));
+        if (fresh == NULL) {
+            log_error(&server->log, "reload: listen[%zu]: %s; keeping the old certificate",
+                      bound->config_index, error);
+            continue;
+        }
+        tls_context_release(bound->tls);
+        bound->tls = fresh;
+    }
+}
+
 /* ------------------------------------------------------------ signals */
+
+static bool server_text_equal(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
 
 static bool server_listeners_equal(const struct config *a, const struct config *b)
 {
     if (a->listener_count != b->listener_count)
         return false;
     for (size_t i = 0; i < a->listener_count; i++) {
-        if (a->listeners[i].port != b->listeners[i].port ||
-            strcmp(a->listeners[i].address, b->listeners[i].address) != 0)
+        const struct listen_config *x = &a->listeners[i];
+        const struct listen_config *y = &b->listeners[i];
+        if (x->port != y->port || !server_text_equal(x->address, y->address) ||
+            !server_text_equal(x->path, y->path) || (x->tls == NULL) != (y->tls == NULL))
             return false;
     }
     return true;
@@ -192,18 +340,22 @@ static bool server_listeners_equal(const struct config *a, const struct config *
 
 static void server_reload(struct server *server)
 {
+    (void)notify_reloading();
     char error[CONFIG_ERROR_SIZE];
     struct config *config = config_load(server->config_path, error, sizeof(error));
     if (config == NULL) {
         log_error(&server->log, "reload failed: %s; keeping the old configuration", error);
+        (void)notify_send("READY=1\nSTATUS=reload failed, old configuration kept");
         return;
     }
     if (!server_listeners_equal(server->config, config))
         log_warn(&server->log, "reload: listen addresses changed; they apply after a restart");
+    server_reload_certificates(server, config);
     config_release(server->config);
     server->config = config;
     server->log.level = config->log_level;
     log_info(&server->log, "configuration reloaded from %s", server->config_path);
+    (void)notify_send("READY=1\nSTATUS=configuration reloaded");
 }
 
 static void server_shutdown_timeout_cb(evutil_socket_t fd, short events, void *arg)
@@ -222,6 +374,7 @@ static void server_begin_shutdown(struct server *server, int signal_number)
     if (server->shutting_down)
         return;
     server->shutting_down = true;
+    (void)notify_send("STOPPING=1");
     log_info(&server->log, "shutting down on signal %d", signal_number);
     server_close_listeners(server);
     event_del(server->expire_timer);
@@ -261,11 +414,30 @@ static int server_watch_signals(struct server *server)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* After binding (which may need root for low ports): enough descriptors for
+ * max_connections, then the configured user. */
+static int server_settle_process(struct server *server)
+{
+    const struct config *config = server->config;
+    unsigned long wanted = (unsigned long)config->limits.max_connections + 64;
+    unsigned long got = 0;
+    int raised = privileges_raise_nofile(wanted, &got);
+    if (raised != 0)
+        log_warn(&server->log, "open files limit is %lu, below the %lu that max_connections needs; "
+                 "raise LimitNOFILE or lower limits.max_connections", got, wanted);
+    char error[256];
+    if (privileges_drop(config->user, error, sizeof(error)) != 0) {
+        log_error(&server->log, "cannot run as user %s: %s", config->user, error);
+        return -1;
+    }
+    return 0;
+}
+
 int server_init(struct server *server, struct config *config, const char *config_path)
 {
     memset(server, 0, sizeof(*server));
     server->config = config_retain(config);
-    server->log.level = config->log_level;
+    log_init(&server->log, config->log_level);
     server->config_path = strdup(config_path);
     server->base = event_base_new();
     server->hub = hub_new();
@@ -283,12 +455,15 @@ int server_init(struct server *server, struct config *config, const char *config
         log_error(&server->log, "cannot set up the event loop");
         return -1;
     }
-    return server_open_listeners(server);
+    if (server_open_listeners(server) != 0)
+        return -1;
+    return server_settle_process(server);
 }
 
 int server_run(struct server *server)
 {
     log_info(&server->log, "wsbroker %s ready", PACKAGE_VERSION);
+    (void)notify_send("READY=1\nSTATUS=accepting connections");
     event_base_dispatch(server->base);
     conn_drop_all(server);
     conn_reap(server);

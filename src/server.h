@@ -17,6 +17,16 @@
 #include "stats.h"
 
 struct conn;
+struct tls_context;
+
+/* One bound socket. */
+struct server_listener {
+    struct server *server;
+    struct evconnlistener *listener;
+    struct tls_context *tls;        /* NULL: plain; replaced on SIGHUP */
+    char *unix_path;                /* removed again at exit; NULL for TCP */
+    size_t config_index;            /* its entry in config->listeners */
+};
 
 struct server {
     struct event_base *base;
@@ -24,7 +34,7 @@ struct server {
     char *config_path;
     struct log log;
     struct hub *hub;
-    struct evconnlistener **listeners;
+    struct server_listener *listeners;
     size_t listener_count;
     struct conn *connections;       /* every live connection (conn.c links them) */
     struct conn *reap_list;         /* closed connections waiting to be freed */
@@ -50,7 +60,7 @@ int server_run(struct server *server);
 /* Frees everything server_init set up. */
 void server_cleanup(struct server *server);
 
-/* Seconds on the monotonic clock: the time base of channel history. */
+/* Milliseconds on the monotonic clock: the time base of channel history. */
 int64_t server_now(void);
 
 /* Publishes message on its channel under the current channel rules,

@@ -201,22 +201,23 @@ static void test_history_ttl_expires_and_frees_idle_channels(void **state)
 {
     (void)state;
     struct hub *hub = hub_new();
-    publish(hub, "t", &aging, NULL, 100);
-    publish(hub, "t", &aging, NULL, 103);
-    hub_expire(hub, 104);
+    /* times in milliseconds; the rule's ttl is 5 s */
+    publish(hub, "t", &aging, NULL, 100000);
+    publish(hub, "t", &aging, NULL, 103000);
+    hub_expire(hub, 104999);
     struct hub_channel_info info;
     assert_true(hub_channel_info(hub, "t", &info));
     struct recorder r;
     recorder_init(&r, 1, NULL);
     hub_subscribe(hub, "t", &aging, &r.subscriber);
     struct hub_position position;
-    hub_position(&r.subscriber, true, 0, NULL, 105, &position);   /* seq 1 expired at 105 */
+    hub_position(&r.subscriber, true, 0, NULL, 105000, &position);   /* seq 1 expired at 105 s */
     assert_false(position.recovered);
-    hub_replay(hub, &r.subscriber, position.replay_after, 105);
+    hub_replay(hub, &r.subscriber, position.replay_after, 105000);
     assert_int_equal(r.seen_count, 1);
     assert_int_equal(r.seen[0], 2);
     hub_unsubscribe(hub, &r.subscriber);
-    hub_expire(hub, 108);
+    hub_expire(hub, 108000);
     assert_false(hub_channel_info(hub, "t", &info));
     hub_free(hub);
 }
