@@ -179,6 +179,20 @@ def test_rejection_is_logged(hs):
     hs.wait_log(re.compile(r"reject.*\b401\b"))
 
 
+def test_tokens_never_reach_the_log(hs, clients):
+    # A refused token (expired) and an accepted one, both in the query.
+    expired = jwt_hs256({"sub": "a", "exp": now() - 10}, SECRET)
+    assert upgrade(hs.port, "/ws?token=" + q(expired)).status == 401
+    hs.wait_log(re.compile(r"reject.*/ws\?\.\.\..*\b401\b"))
+    good = token("carol")
+    ws = clients.pubsub(hs.port, token=good)
+    hs.wait_log("user=carol")
+    ws.close()
+    log = hs.log()
+    for secret_part in (expired, good, expired.split(".")[2], good.split(".")[2]):
+        assert secret_part not in log
+
+
 def test_valid_nbf_and_no_exp_are_accepted(hs, clients):
     ws = clients.pubsub(hs.port, token=jwt_hs256({"sub": "nbf-ok", "nbf": now() - 60}, SECRET))
     assert who(ws) == "nbf-ok"
