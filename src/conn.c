@@ -1336,6 +1336,10 @@ static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
     case CONN_HTTP:
         log_info(&conn->server->log, "handshake timeout %s", conn->peer);
         conn->server->stats.rejected[STATS_REJECT_TIMEOUT]++;
+        if (conn->tls && !SSL_is_init_finished(bufferevent_openssl_get_ssl(conn->bev))) {
+            conn_drop(conn);   /* no TLS session to carry a 408 */
+            break;
+        }
         conn_respond(conn, 408, NULL, "408 Request Timeout\n");
         break;
     case CONN_OPEN:

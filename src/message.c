@@ -10,6 +10,16 @@
 #include "utf8.h"
 #include "wsframe.h"
 
+/* One compressed encoding of a message. */
+struct message_deflated {
+    struct message_deflated *next;
+    bool envelope;
+    int window_bits;
+    int level;
+    int memory_level;
+    struct shared_frame *frame;
+};
+
 /* ---- lifetime ---- */
 
 static char *message_copy_string(const char *text)
@@ -28,9 +38,11 @@ static void message_free(struct message *message)
     free(message->payload);
     shared_frame_release(message->raw_frame);
     shared_frame_release(message->envelope_frame);
-    for (int form = 0; form < 2; form++) {
-        for (int w = 0; w < MESSAGE_WINDOWS; w++)
-            shared_frame_release(message->deflated[form][w]);
+    while (message->deflated != NULL) {
+        struct message_deflated *next = message->deflated->next;
+        shared_frame_release(message->deflated->frame);
+        free(message->deflated);
+        message->deflated = next;
     }
     free(message);
 }
@@ -382,6 +394,7 @@ struct shared_frame *message_envelope_frame(struct message *message)
 
 /* ---- compressed frames ---- */
 
+
 static struct shared_frame *message_compress_frame(const struct shared_frame *plain,
                                                    const struct deflate_options *options,
                                                    int window_bits)
@@ -413,12 +426,26 @@ struct shared_frame *message_deflated_frame(struct message *message, bool envelo
 {
     if (window_bits < 9 || window_bits > 15)
         return NULL;
-    struct shared_frame **slot = &message->deflated[envelope ? 1 : 0][window_bits - 9];
-    if (*slot == NULL) {
-        struct shared_frame *plain =
-            envelope ? message_envelope_frame(message) : message_raw_frame(message);
-        if (plain != NULL)
-            *slot = message_compress_frame(plain, options, window_bits);
+    for (struct message_deflated *d = message->deflated; d != NULL; d = d->next) {
+        if (d->envelope == envelope && d->window_bits == window_bits &&
+            d->level == options->level && d->memory_level == options->memory_level)
+            return d->frame;
     }
-    return *slot;
+    struct shared_frame *plain =
+        envelope ? message_envelope_frame(message) : message_raw_frame(message);
+    struct message_deflated *d = plain != NULL ? calloc(1, sizeof(*d)) : NULL;
+    if (d == NULL)
+        return NULL;
+    d->frame = message_compress_frame(plain, options, window_bits);
+    if (d->frame == NULL) {
+        free(d);
+        return NULL;
+    }
+    d->envelope = envelope;
+    d->window_bits = window_bits;
+    d->level = options->level;
+    d->memory_level = options->memory_level;
+    d->next = message->deflated;
+    message->deflated = d;
+    return d->frame;
 }

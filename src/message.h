@@ -10,7 +10,7 @@
 #include "deflate.h"
 #include "shared_frame.h"
 
-#define MESSAGE_WINDOWS 7   /* permessage-deflate windows 9..15 */
+struct message_deflated;
 
 enum message_kind {
     MESSAGE_TEXT,     /* a raw text frame's bytes (valid UTF-8) */
@@ -29,8 +29,9 @@ struct message {
     size_t length;
     struct shared_frame *raw_frame;       /* private: built on first use */
     struct shared_frame *envelope_frame;  /* private: built on first use */
-    /* private: compressed frames, [0] raw / [1] envelope, by window - 9 */
-    struct shared_frame *deflated[2][MESSAGE_WINDOWS];
+    /* private: compressed frames, one per (form, window, level, memory
+     * level) asked for; usually one */
+    struct message_deflated *deflated;
 };
 
 /* Copies channel, from (may be NULL) and payload. For MESSAGE_JSON, payload
@@ -56,8 +57,9 @@ struct shared_frame *message_envelope_frame(struct message *message);
 
 /* The raw (envelope = false) or envelope frame compressed for
  * permessage-deflate with options' level and memory level and window_bits
- * (9..15), RSV1 set. Built once per window: compression keeps no context
- * between messages, so every receiver with that window shares the bytes.
+ * (9..15), RSV1 set. Built once per parameter set: compression keeps no
+ * context between messages, so every receiver with the same window and
+ * level shares the bytes.
  * Borrowed like message_raw_frame. NULL when it cannot be built. */
 struct shared_frame *message_deflated_frame(struct message *message, bool envelope,
                                             const struct deflate_options *options,
