@@ -6,7 +6,8 @@ top-level config keys: a dict merges into the default group of that name
 (a None value removes a key), any other Python value replaces the setting,
 Raw("...") is inserted as libconfig text, and None removes the setting.
 `broker(text=...)` writes a whole config instead; "@PORT@" and
-"@STATIC_ROOT@" in it are substituted.
+"@STATIC_ROOT@" in it are substituted. `broker(tls={...})` gives every
+listener of the default config that tls group (its url() is then wss://).
 
 On teardown every broker gets SIGTERM and must exit 0 within 10 s with no
 sanitizer report on stderr.
@@ -79,9 +80,13 @@ DEFAULT_ROUTES = [
 ]
 
 
-def default_settings(port, static_root, addresses=("127.0.0.1",)):
+def default_settings(port, static_root, addresses=("127.0.0.1",), tls=None):
+    listen = [{"address": a, "port": port} for a in addresses]
+    if tls is not None:
+        for entry in listen:
+            entry["tls"] = dict(tls)
     return {
-        "listen": [{"address": a, "port": port} for a in addresses],
+        "listen": listen,
         "websocket": {
             "allowed_origins": [],
             "subprotocols": [],
@@ -199,9 +204,10 @@ def port_accepts(address, port):
 # ---------------------------------------------------------------- the broker
 
 class Broker:
-    def __init__(self, workdir, addresses=("127.0.0.1",)):
+    def __init__(self, workdir, addresses=("127.0.0.1",), tls=None):
         self.workdir = str(workdir)
         self.addresses = tuple(addresses)
+        self.tls = tls
         self.static_root = make_static_root(self.workdir)
         self.config_path = os.path.join(self.workdir, "wsbroker.conf")
         self.log_path = os.path.join(self.workdir, "wsbroker.stderr")
@@ -214,7 +220,8 @@ class Broker:
     # -- config
 
     def settings(self, overrides=None):
-        return merge_settings(default_settings(self.port, self.static_root, self.addresses),
+        return merge_settings(default_settings(self.port, self.static_root, self.addresses,
+                                               self.tls),
                               overrides or {})
 
     def write_config(self, overrides=None, text=None):
@@ -255,7 +262,7 @@ class Broker:
     def url(self, path="/echo", host="127.0.0.1"):
         if ":" in host:
             host = "[%s]" % host
-        return "ws://%s:%d%s" % (host, self.port, path)
+        return "%s://%s:%d%s" % ("wss" if self.tls else "ws", host, self.port, path)
 
     def log(self):
         try:
@@ -332,10 +339,10 @@ class BrokerFactory:
         self.base = str(base)
         self.brokers = []
 
-    def __call__(self, text=None, addresses=("127.0.0.1",), start=True, **overrides):
+    def __call__(self, text=None, addresses=("127.0.0.1",), start=True, tls=None, **overrides):
         workdir = os.path.join(self.base, "broker%d" % len(self.brokers))
         os.makedirs(workdir, exist_ok=True)
-        b = Broker(workdir, addresses=addresses)
+        b = Broker(workdir, addresses=addresses, tls=tls)
         self.brokers.append(b)
         b.write_config(overrides, text)
         if start:
@@ -378,11 +385,11 @@ def config_file(tmp_path):
     themselves."""
     counter = [0]
 
-    def make(text=None, **overrides):
+    def make(text=None, tls=None, **overrides):
         counter[0] += 1
         workdir = tmp_path / ("config%d" % counter[0])
         workdir.mkdir()
-        b = Broker(workdir)
+        b = Broker(workdir, tls=tls)
         return b.write_config(overrides, text)
 
     return make
@@ -395,5 +402,5 @@ def run_wsbroker(*args, timeout=10.0, cwd=None):
                           cwd=cwd, text=True, errors="replace")
 
 
-__all__ = ["Raw", "Broker", "line_of", "run_wsbroker", "source_dir", "SECRET_CONTENT",
-           "STATIC_FILES", "free_port", "render_config", "default_settings"]
+__all__ = ["Raw", "Broker", "BrokerFactory", "line_of", "run_wsbroker", "source_dir",
+           "SECRET_CONTENT", "STATIC_FILES", "free_port", "render_config", "default_settings"]

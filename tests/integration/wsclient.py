@@ -5,14 +5,20 @@ head, any frame (masked or not, any opcode, RSV bits, FIN, declared length
 and length encoding), sent whole or in pieces. Everything it reads is
 checked against a deadline, so a misbehaving daemon makes a test fail
 instead of hang.
+
+Every connecting function takes an optional `tls` (an ssl.SSLContext) that
+wraps the socket for a TLS listener, and the permessage-deflate helpers
+compress and inflate payloads as RFC 7692 frames carry them.
 """
 
 import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
+import zlib
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -185,14 +191,22 @@ def parse_response_head(head):
     return HttpResponse(version, status, reason, headers)
 
 
-def open_socket(port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, rcvbuf=None):
+def open_socket(port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, rcvbuf=None, tls=None):
+    """A connected TCP socket; with tls (an ssl.SSLContext) an SSLSocket
+    whose handshake is done, for server name host."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
-    sock.connect((host, port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.connect((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -210,7 +224,7 @@ def read_until_close(sock, timeout=DEFAULT_TIMEOUT, limit=16 * 1024 * 1024):
             data = sock.recv(65536)
         except socket.timeout:
             return b"".join(chunks), False
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             return b"".join(chunks), True
         if not data:
             return b"".join(chunks), True
@@ -228,10 +242,10 @@ def send_quietly(sock, data):
         return False
 
 
-def http_exchange(port, request, timeout=DEFAULT_TIMEOUT, host="127.0.0.1"):
+def http_exchange(port, request, timeout=DEFAULT_TIMEOUT, host="127.0.0.1", tls=None):
     """Sends raw request bytes, reads until the server closes (or timeout)
     and returns the parsed HttpResponse (body = everything after the head)."""
-    sock = open_socket(port, host=host, timeout=timeout)
+    sock = open_socket(port, host=host, timeout=timeout, tls=tls)
     try:
         send_quietly(sock, to_bytes(request))
         data, closed = read_until_close(sock, timeout)
@@ -247,7 +261,7 @@ def http_exchange(port, request, timeout=DEFAULT_TIMEOUT, host="127.0.0.1"):
 
 
 def http_request(port, path="/", method="GET", headers=None, body=b"", version="HTTP/1.1",
-                 timeout=DEFAULT_TIMEOUT):
+                 timeout=DEFAULT_TIMEOUT, tls=None):
     """A well-formed request: Host is added unless headers give one (None removes)."""
     all_headers = {"Host": "127.0.0.1:%d" % port}
     if body:
@@ -256,7 +270,7 @@ def http_request(port, path="/", method="GET", headers=None, body=b"", version="
     lines = ["%s %s %s" % (method, path, version)]
     lines += ["%s: %s" % (k, v) for k, v in all_headers.items() if v is not None]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1") + to_bytes(body)
-    return http_exchange(port, request, timeout=timeout)
+    return http_exchange(port, request, timeout=timeout, tls=tls)
 
 
 def upgrade_headers(port, key=None, host="127.0.0.1"):
@@ -272,9 +286,13 @@ def upgrade_headers(port, key=None, host="127.0.0.1"):
 
 
 def build_request(method, path, headers, version="HTTP/1.1"):
+    """A request head; a header whose value is a list is sent once per
+    element, in order."""
     lines = ["%s %s %s" % (method, path, version)]
     for name, value in headers.items():
-        if value is not None:
+        if isinstance(value, (list, tuple)):
+            lines.extend("%s: %s" % (name, v) for v in value)
+        elif value is not None:
             lines.append("%s: %s" % (name, value))
     return ("\r\n".join(lines) + "\r\n\r\n").encode("iso-8859-1")
 
@@ -292,8 +310,8 @@ class WSClient:
         self.close_raw = None
 
     @classmethod
-    def open(cls, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, rcvbuf=None):
-        return cls(open_socket(port, host=host, timeout=timeout, rcvbuf=rcvbuf))
+    def open(cls, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, rcvbuf=None, tls=None):
+        return cls(open_socket(port, host=host, timeout=timeout, rcvbuf=rcvbuf, tls=tls))
 
     def __enter__(self):
         return self
@@ -329,7 +347,7 @@ class WSClient:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(262144)
-        except (ConnectionResetError, BrokenPipeError) as exc:
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as exc:
             raise ConnectionClosed("connection reset: %s" % exc)
         if not data:
             raise ConnectionClosed("server closed the connection")
@@ -463,6 +481,30 @@ class WSClient:
             if frame.fin:
                 return opcode, b"".join(parts)
 
+    def recv_message_frames(self, timeout=DEFAULT_TIMEOUT, auto_pong=True):
+        """Reads the next data message and returns its frames as received
+        (RSV bits and payloads untouched), answering pings when auto_pong
+        and skipping pongs. A close frame raises UnexpectedFrame."""
+        deadline = time.monotonic() + timeout
+        frames = []
+        while True:
+            frame = self.recv_frame(max(0.0, deadline - time.monotonic()))
+            if frame.opcode == OP_PING:
+                if auto_pong:
+                    self.send_pong(frame.payload)
+                continue
+            if frame.opcode == OP_PONG:
+                continue
+            if frame.opcode == OP_CLOSE:
+                self.close_raw = frame.payload
+                raise UnexpectedFrame("close frame instead of a message: %r" %
+                                      (parse_close_payload(frame.payload),))
+            if (frame.opcode == OP_CONT) != bool(frames):
+                raise UnexpectedFrame("bad fragment sequence: %r after %r" % (frame, frames))
+            frames.append(frame)
+            if frame.fin:
+                return frames
+
     def recv_text(self, timeout=DEFAULT_TIMEOUT):
         opcode, payload = self.recv_message(timeout)
         if opcode != OP_TEXT:
@@ -514,7 +556,7 @@ class WSClient:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 return False
-            except (ConnectionResetError, BrokenPipeError):
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
                 return True
             if not data:
                 return True
@@ -530,7 +572,7 @@ class WSClient:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 return True
-            except (ConnectionResetError, BrokenPipeError):
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
                 return False
             if not data:
                 return False
@@ -547,10 +589,48 @@ class WSClient:
         raise UnexpectedFrame("expected no message, got %r" % (frame,))
 
 
+# ---------------------------------------------------------------- permessage-deflate
+
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
+
+
+def deflate_payload(data, level=6, wbits=15, mem_level=8, compressor=None):
+    """The payload of one compressed message (RFC 7692 §7.2.1): raw deflate
+    ending in a sync flush, without the trailing 00 00 ff ff. A compressor
+    (zlib.compressobj with negative wbits) passed in keeps its context from
+    message to message; otherwise each message starts afresh."""
+    if compressor is None:
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -wbits, mem_level)
+    out = compressor.compress(to_bytes(data)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(DEFLATE_TAIL), out[-8:]
+    return out[:-len(DEFLATE_TAIL)]
+
+
+def inflate_payload(payload, wbits=15, decompressor=None):
+    """Inflates one compressed message payload (§7.2.2: the tail is put
+    back) with a window of wbits; zlib.error on corrupt data or on a match
+    distance beyond that window. A decompressor passed in keeps context.
+
+    zlib checks a match distance against the window only when the match
+    reaches back past the output of the current call, so the output is
+    taken in small steps: then every distance is checked."""
+    if decompressor is None:
+        decompressor = zlib.decompressobj(-wbits)
+    step = min(256, 1 << wbits)
+    pending = to_bytes(payload) + DEFLATE_TAIL
+    out = []
+    while True:
+        chunk = decompressor.decompress(pending, step)
+        out.append(chunk)
+        pending = decompressor.unconsumed_tail
+        if not pending and len(chunk) < step:    # all input used, no output held back
+            return b"".join(out)
+
+
 def ws_connect(port, path="/echo", headers=None, host="127.0.0.1", timeout=DEFAULT_TIMEOUT,
-               rcvbuf=None):
+               rcvbuf=None, tls=None):
     """Opens a WebSocket and checks the 101 and its Sec-WebSocket-Accept."""
-    client = WSClient.open(port, host=host, timeout=timeout, rcvbuf=rcvbuf)
+    client = WSClient.open(port, host=host, timeout=timeout, rcvbuf=rcvbuf, tls=tls)
     try:
         response = client.handshake(port, path, headers=headers, host=host, timeout=timeout)
         if response.status != 101:
@@ -564,10 +644,10 @@ def ws_connect(port, path="/echo", headers=None, host="127.0.0.1", timeout=DEFAU
 
 
 def upgrade(port, path="/echo", headers=None, method="GET", version="HTTP/1.1",
-            host="127.0.0.1", timeout=DEFAULT_TIMEOUT):
+            host="127.0.0.1", timeout=DEFAULT_TIMEOUT, tls=None):
     """Sends one upgrade request and returns the response; when the answer
     is not 101, reads on until the server closes (response.closed)."""
-    with WSClient.open(port, host=host, timeout=timeout) as client:
+    with WSClient.open(port, host=host, timeout=timeout, tls=tls) as client:
         response = client.handshake(port, path, headers=headers, method=method,
                                     version=version, host=host, timeout=timeout)
         if response.status != 101:
