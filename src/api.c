@@ -195,6 +195,9 @@ static void api_metrics_render(FILE *out, const struct server *server)
 
 static bool api_metrics_allowed(const struct config *config, const struct sockaddr *peer)
 {
+    /* A Unix socket peer without forwarding headers is a local process. */
+    if (peer->sa_family == AF_UNIX)
+        return true;
     for (size_t i = 0; i < config->http.metrics_allow_count; i++) {
         if (netaddr_range_contains(&config->http.metrics_allow[i], peer))
             return true;

@@ -709,3 +709,27 @@ def test_unix_socket_peers_are_trusted_for_x_real_ip_and_x_forwarded_for(setup):
     finally:
         client.close()
     assert re.search(r"\bopen unix /chat/\S+ user=%s$" % user, line), line
+
+
+def test_metrics_on_the_unix_socket(setup):
+    """A local process on the socket without forwarding headers may read
+    /metrics; with a forwarded public address it may not."""
+    def get_metrics(extra):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(setup.socket_path)
+        try:
+            sock.sendall(("GET /metrics HTTP/1.1\r\nHost: wsbroker\r\n%s\r\n" % extra).encode())
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            sock.close()
+        return data
+
+    assert get_metrics("").startswith(b"HTTP/1.1 200 "), "local scrape refused"
+    forged = get_metrics("X-Forwarded-For: 203.0.113.9\r\n")
+    assert forged.startswith(b"HTTP/1.1 403 "), forged[:80]
