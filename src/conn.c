@@ -799,6 +799,20 @@ static void conn_count_open(struct conn *conn)
     }
 }
 
+/* How the client reached us: TLS here, or what a trusted proxy says in
+ * X-Forwarded-Proto. */
+static const char *conn_request_scheme(const struct conn *conn, const struct http_request *request)
+{
+    if (conn->tls)
+        return "https";
+    const struct http_header *proto = http_request_header(request, "X-Forwarded-Proto");
+    if (proto != NULL &&
+        proxy_peer_trusted((const struct sockaddr *)&conn->peer_address, &conn->config->proxy) &&
+        http_equal_nocase(proto->value, proto->value_length, "https", 5))
+        return "https";
+    return "http";
+}
+
 /* Accepts a permessage-deflate offer: the inflater is made and the
  * extension's header goes into the 101 response (before its blank line).
  * Returns 0 (also when nothing was negotiated) or -1. */
@@ -830,6 +844,7 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
     struct handshake_policy policy = {
         .allowed_origins = (const char *const *)ws->allowed_origins,
         .allowed_origin_count = ws->allowed_origin_count,
+        .request_scheme = conn_request_scheme(conn, request),
         .subprotocols = (const char *const *)ws->subprotocols,
         .subprotocol_count = ws->subprotocol_count,
     };

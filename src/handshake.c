@@ -164,7 +164,7 @@ static bool handshake_parse_origin(const char *text, size_t length, bool allow_w
 /* Same host: the origin's host and effective port equal the Host header's,
  * a Host without a port taking the origin scheme's default. */
 static bool handshake_same_host(const struct handshake_origin *origin, const char *host,
-                                size_t host_length)
+                                size_t host_length, const char *request_scheme)
 {
     const char *name;
     size_t name_length;
@@ -177,7 +177,7 @@ static bool handshake_same_host(const struct handshake_origin *origin, const cha
     if (!handshake_parse_authority(host, host_length, &name, &name_length, &port))
         return false;
     if (port == 0)
-        port = handshake_default_port(origin->scheme);
+        port = handshake_default_port(request_scheme != NULL ? request_scheme : origin->scheme);
     return port == origin->port &&
            http_equal_nocase(origin->host, origin->host_length, name, name_length);
 }
@@ -229,7 +229,7 @@ bool handshake_origin_allowed(const char *origin, size_t origin_length, const ch
     struct handshake_origin parsed;
     if (!handshake_parse_origin(origin, origin_length, false, &parsed))
         return false;
-    if (host != NULL && handshake_same_host(&parsed, host, host_length))
+    if (host != NULL && handshake_same_host(&parsed, host, host_length, policy->request_scheme))
         return true;
     for (size_t i = 0; i < policy->allowed_origin_count; i++) {
         if (handshake_entry_matches(policy->allowed_origins[i], &parsed))

@@ -22,6 +22,11 @@ struct handshake_policy {
     /* Subprotocols the server speaks, in order of preference. */
     const char *const *subprotocols;
     size_t subprotocol_count;
+    /* The scheme the client used to reach us, "http" or "https" (a TLS
+     * listener, or X-Forwarded-Proto from a trusted proxy). A Host without a
+     * port stands for this scheme's default port. NULL: unknown, the
+     * origin's scheme is assumed. */
+    const char *request_scheme;
 };
 
 struct handshake_result {
@@ -49,8 +54,9 @@ bool handshake_accept_key(const char *key, size_t key_length,
 
 /* True when origin may open a WebSocket on a request that named host (the
  * Host header). Same host is always allowed: the origin's host and port equal
- * Host's, host compared case-insensitively, a port equal to the origin
- * scheme's default (http 80, https 443) elided on both sides. "null" and
+ * Host's, host compared case-insensitively, a missing port being the
+ * default (http 80, https 443) of the origin's scheme, and for Host of
+ * policy->request_scheme when set. "null" and
  * non-http(s) origins are foreign unless listed. No prefix matching. */
 bool handshake_origin_allowed(const char *origin, size_t origin_length,
                               const char *host, size_t host_length,

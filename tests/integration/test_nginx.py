@@ -733,3 +733,20 @@ def test_metrics_on_the_unix_socket(setup):
     assert get_metrics("").startswith(b"HTTP/1.1 200 "), "local scrape refused"
     forged = get_metrics("X-Forwarded-For: 203.0.113.9\r\n")
     assert forged.startswith(b"HTTP/1.1 403 "), forged[:80]
+
+
+@pytest.mark.parametrize("trusted,proto,status", [
+    (None, None, 403),          # plain request: a port-less Host means port 80
+    (None, "https", 101),       # a trusted proxy says the client used https
+    ([], "https", 403),         # the same claim from an untrusted peer counts for nothing
+])
+def test_forwarded_proto_counts_for_the_origin_check(broker, trusted, proto, status):
+    overrides = {"routes": STEP2_ROUTES}
+    if trusted is not None:
+        overrides["proxy"] = {"trusted": trusted}
+    b = broker(**overrides)
+    headers = {"Host": "chat.example", "Origin": "https://chat.example"}
+    if proto is not None:
+        headers["X-Forwarded-Proto"] = proto
+    response = upgrade(b.port, "/chat/proto", headers=headers)
+    assert response.status == status, response

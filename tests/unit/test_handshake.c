@@ -16,7 +16,7 @@
 #define RFC_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
-static const struct handshake_policy no_policy = { NULL, 0, NULL, 0 };
+static const struct handshake_policy no_policy = { NULL, 0, NULL, 0, NULL };
 
 /* Parses head (request line and header lines, the empty line is added) and
  * runs handshake_check on it. */
@@ -260,7 +260,7 @@ static void test_origin_in_request(void **state)
                   "Origin: http://example.com\r\nOrigin: http://example.com\r\n", 403);
 
     static const char *const allowed[] = { "https://app.example.org" };
-    struct handshake_policy policy = { allowed, 1, NULL, 0 };
+    struct handshake_policy policy = { allowed, 1, NULL, 0, NULL };
     struct handshake_result result;
     assert_int_equal(check_head("GET / HTTP/1.1\r\nHost: ws.example.org\r\n" BASE_REST
                                 "Origin: https://app.example.org\r\n", &policy, &result), 101);
@@ -407,7 +407,7 @@ static void test_origin_policy(void **state)
     assert_true(count >= 20);
     for (size_t i = 0; i < count; i++) {
         const struct origin_case *c = &origin_cases[i];
-        struct handshake_policy policy = { c->allowed, c->allowed_count, NULL, 0 };
+        struct handshake_policy policy = { c->allowed, c->allowed_count, NULL, 0, NULL };
         bool got = handshake_origin_allowed(c->origin, strlen(c->origin), c->host,
                                             strlen(c->host), &policy);
         if (got != c->expected)
@@ -417,6 +417,23 @@ static void test_origin_policy(void **state)
 }
 
 /* Only the given lengths count: a longer buffer must not leak into the match. */
+/* The request's scheme decides what a Host without a port means. */
+static void test_origin_and_request_scheme(void **state)
+{
+    (void)state;
+    struct handshake_policy https = { NULL, 0, NULL, 0, "https" };
+    struct handshake_policy http = { NULL, 0, NULL, 0, "http" };
+    const char *secure = "https://example.com";
+    const char *plain = "http://example.com";
+    assert_true(handshake_origin_allowed(secure, strlen(secure), "example.com", 11, &https));
+    assert_false(handshake_origin_allowed(secure, strlen(secure), "example.com", 11, &http));
+    assert_true(handshake_origin_allowed(plain, strlen(plain), "example.com", 11, &http));
+    assert_false(handshake_origin_allowed(plain, strlen(plain), "example.com", 11, &https));
+    /* an explicit port speaks for itself */
+    assert_true(handshake_origin_allowed(secure, strlen(secure), "example.com:443", 15, &http));
+    assert_true(handshake_origin_allowed(plain, strlen(plain), "example.com:80", 14, &https));
+}
+
 static void test_origin_lengths(void **state)
 {
     const char *origin = "http://example.com.evil.net";
@@ -437,7 +454,7 @@ static int choose(const char *offers, const struct handshake_policy *policy,
 static void test_subprotocol_choice(void **state)
 {
     static const char *const server[] = { "chat.v2", "chat", "json" };
-    struct handshake_policy policy = { NULL, 0, server, 3 };
+    struct handshake_policy policy = { NULL, 0, server, 3, NULL };
     struct handshake_result result;
 
     /* the server's preference wins over the client's order */
@@ -491,7 +508,7 @@ static void test_accept_key(void **state)
 static void test_response(void **state)
 {
     static const char *const server[] = { "chat" };
-    struct handshake_policy policy = { NULL, 0, server, 1 };
+    struct handshake_policy policy = { NULL, 0, server, 1, NULL };
     struct handshake_result result;
     char out[512];
 
@@ -542,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_origin_in_request),
         cmocka_unit_test(test_origin_policy),
         cmocka_unit_test(test_origin_lengths),
+        cmocka_unit_test(test_origin_and_request_scheme),
         cmocka_unit_test(test_subprotocol_choice),
         cmocka_unit_test(test_accept_key),
         cmocka_unit_test(test_response),
