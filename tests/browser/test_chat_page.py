@@ -403,3 +403,25 @@ def test_name_is_remembered_and_rooms_are_separate(broker, browser):
     bob.find_element(By.ID, "join-button").click()
     assert bob.find_element(By.ID, "join-error").text != ""
     assert status_state(bob) == "idle"
+
+
+def test_chromium_negotiates_permessage_deflate(broker, browser):
+    """Chromium offers permessage-deflate by default; the broker accepts it
+    and a large message makes the round trip compressed both ways."""
+    driver = browser()
+    open_page(driver, broker.url)
+    driver.set_script_timeout(WAIT)
+    result = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const text = "compress me, ".repeat(2000);
+        const ws = new WebSocket("ws://" + location.host + "/chat/deflate-check");
+        ws.onopen = () => ws.send(text);
+        ws.onmessage = (event) => {
+            done({extensions: ws.extensions, same: event.data === text});
+            ws.close();
+        };
+        ws.onerror = () => done({extensions: "error", same: false});
+    """)
+    assert result["extensions"].startswith("permessage-deflate"), result
+    assert "server_no_context_takeover" in result["extensions"], result
+    assert result["same"], result
