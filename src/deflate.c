@@ -528,17 +528,13 @@ static size_t deflate_feed_payload_left(const struct deflate_feed *feed, const z
  * one. Needed after a block with BFINAL set: RFC 7692 §7.2.3.4 lets a
  * sender flush with final blocks, and the LZ77 window of the message (and,
  * with context takeover, of the connection) carries on past them. */
+/* Starts a new deflate stream after a final block while keeping the
+ * sliding window, so later blocks may still refer back into it. zlib's
+ * inflateResetKeep does exactly that in place; copying the 32 KiB window out
+ * and back for every (2-byte) final block let one message cost seconds. */
 static int deflate_restart(z_stream *stream)
 {
-    uInt length = 1u << DEFLATE_WINDOW_MAX;
-    Bytef *window = malloc(length);
-    if (window == NULL)
-        return DEFLATE_NO_MEMORY;
-    bool restarted = inflateGetDictionary(stream, window, &length) == Z_OK &&
-                     inflateReset(stream) == Z_OK &&
-                     (length == 0 || inflateSetDictionary(stream, window, length) == Z_OK);
-    free(window);
-    return restarted ? DEFLATE_OK : DEFLATE_ERROR;
+    return inflateResetKeep(stream) == Z_OK ? DEFLATE_OK : DEFLATE_ERROR;
 }
 
 static int deflate_inflate_status(int z)

@@ -38,12 +38,15 @@ int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile
 
 static volatile bool alloc_watching;
 static volatile size_t alloc_largest;
+static volatile size_t alloc_window_sized;   /* allocations of 32 KiB or more */
 
 static void alloc_malloc_hook(const volatile void *pointer, size_t size)
 {
     (void)pointer;
     if (alloc_watching && size > alloc_largest)
         alloc_largest = size;
+    if (alloc_watching && size >= 32768)
+        alloc_window_sized++;
 }
 
 static void alloc_free_hook(const volatile void *pointer)
@@ -63,6 +66,7 @@ static bool alloc_watch_start(void)
         installed = true;
     }
     alloc_largest = 0;
+    alloc_window_sized = 0;
     alloc_watching = true;
     return true;
 #else
@@ -75,6 +79,16 @@ static size_t alloc_watch_stop(void)
 #ifdef TEST_ALLOC_HOOKS
     alloc_watching = false;
     return alloc_largest;
+#else
+    return 0;
+#endif
+}
+
+/* Allocations of 32 KiB or more since alloc_watch_start. */
+static size_t alloc_watch_window_sized(void)
+{
+#ifdef TEST_ALLOC_HOOKS
+    return alloc_window_sized;
 #else
     return 0;
 #endif
@@ -1136,6 +1150,57 @@ static void test_negotiated_exchange(void **state)
     free(text);
 }
 
+/* A message may hold any number of final blocks (RFC 7692 §7.2.3.4). Each
+ * restart keeps the 32 KiB window in place: copying it out and back for
+ * every 2-byte empty final block let one 1 MiB message cost seconds of CPU.
+ * In sanitizer builds the allocations prove no window is copied per block. */
+static void test_many_final_blocks_keep_the_window_cheaply(void **state)
+{
+    (void)state;
+    enum { TEXT = 32768, EMPTY_BLOCKS = 5000 };
+    uint8_t *text = malloc(TEXT);
+    assert_non_null(text);
+    for (size_t i = 0; i < TEXT; i++)
+        text[i] = (uint8_t)('a' + (i * 7 + i / 13) % 26);
+    /* the text as one final deflate stream, then empty final blocks */
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t capacity = deflateBound(&z, TEXT) + 2 * EMPTY_BLOCKS + 16;
+    uint8_t *payload = malloc(capacity);
+    assert_non_null(payload);
+    z.next_in = text;
+    z.avail_in = TEXT;
+    z.next_out = payload;
+    z.avail_out = (uInt)capacity;
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t length = capacity - z.avail_out;
+    deflateEnd(&z);
+    for (int i = 0; i < EMPTY_BLOCKS; i++) {
+        payload[length++] = 0x03;   /* BFINAL, fixed Huffman, end of block */
+        payload[length++] = 0x00;
+    }
+    struct deflate_params params = { .server_no_context_takeover = true,
+                                      .server_max_window_bits = 15,
+                                      .client_max_window_bits = 15 };
+    struct deflate_inflater *inflater = deflate_inflater_new(&params);
+    assert_non_null(inflater);
+    uint8_t *out = NULL;
+    size_t out_length = 0;
+    bool watched = alloc_watch_start();
+    int rc = deflate_inflate(inflater, payload, length, 1 << 20, &out, &out_length);
+    (void)alloc_watch_stop();
+    assert_int_equal(rc, DEFLATE_OK);
+    assert_int_equal(out_length, TEXT);
+    assert_memory_equal(out, text, TEXT);
+    if (watched)
+        assert_true(alloc_watch_window_sized() < 16);
+    free(out);
+    deflate_inflater_free(inflater);
+    free(payload);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1173,6 +1238,7 @@ int main(void)
         cmocka_unit_test(test_compress_deterministic),
         cmocka_unit_test(test_compress_refuses_bad_arguments),
         cmocka_unit_test(test_negotiated_exchange),
+        cmocka_unit_test(test_many_final_blocks_keep_the_window_cheaply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
