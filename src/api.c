@@ -62,14 +62,15 @@ static void api_json(struct api_response *response, int status, json_t *value)
     response->body_length = strlen(text);
 }
 
-static void api_error(struct api_response *response, int status, const char *text)
+void api_refuse(struct api_response *response, int status, const char *text)
 {
+    memset(response, 0, sizeof(*response));
     api_json(response, status, json_pack("{s:s}", "error", text));
 }
 
 static void api_method_not_allowed(struct api_response *response, const char *allow)
 {
-    api_error(response, 405, "method not allowed");
+    api_refuse(response, 405, "method not allowed");
     response->extra_headers = allow;
 }
 
@@ -86,13 +87,10 @@ static bool api_token_matches(const char *expected, const char *given, size_t gi
 
 static bool api_authorized(const struct config *config, const struct http_request *http)
 {
-    const struct http_header *header = http_request_header(http, "Authorization");
-    static const char scheme[] = "Bearer ";
-    if (header == NULL || header->value_length <= sizeof(scheme) - 1 ||
-        !http_equal_nocase(header->value, sizeof(scheme) - 1, scheme, sizeof(scheme) - 1))
-        return false;
-    return api_token_matches(config->http.api_token, header->value + sizeof(scheme) - 1,
-                             header->value_length - (sizeof(scheme) - 1));
+    const char *token;
+    size_t length;
+    return http_request_bearer(http, &token, &length) &&
+           api_token_matches(config->http.api_token, token, length);
 }
 
 /* Decodes the channel at the end of the path; false when it is not a
@@ -284,27 +282,27 @@ static void api_publish(struct server *server, const struct config *config,
     char channel[CHANNEL_NAME_MAX + 1];
     if (!api_channel_from_path(request->path + prefix, request->path_length - prefix, channel,
                                sizeof(channel))) {
-        api_error(response, 400, "invalid channel name");
+        api_refuse(response, 400, "invalid channel name");
         return;
     }
     if (request->body == NULL && http_request_header(request->http, "Content-Length") == NULL) {
-        api_error(response, 411, "Content-Length required");
+        api_refuse(response, 411, "Content-Length required");
         return;
     }
     if (request->body_length > config->websocket.max_message_size) {
-        api_error(response, 413, "body larger than max_message_size");
+        api_refuse(response, 413, "body larger than max_message_size");
         return;
     }
     const char *problem = "out of memory";
     struct message *message = api_message_from_body(request, channel, &problem);
     if (message == NULL) {
-        api_error(response, strcmp(problem, "out of memory") == 0 ? 500 : 400, problem);
+        api_refuse(response, strcmp(problem, "out of memory") == 0 ? 500 : 400, problem);
         return;
     }
     char epoch[HUB_EPOCH_SIZE];
     if (server_publish(server, message, NULL, epoch) < 0) {
         message_release(message);
-        api_error(response, 500, "out of memory");
+        api_refuse(response, 500, "out of memory");
         return;
     }
     api_json(response, 202, json_pack("{s:I, s:s}", "seq", (json_int_t)message->seq, "epoch", epoch));
@@ -349,7 +347,7 @@ static void api_channels(struct server *server, struct api_response *response)
 {
     json_t *channels = json_array();
     if (channels == NULL) {
-        api_error(response, 500, "out of memory");
+        api_refuse(response, 500, "out of memory");
         return;
     }
     hub_each_channel(server->hub, api_collect_channel, channels);
@@ -370,12 +368,12 @@ static void api_channel(struct server *server, const struct api_request *request
     char name[CHANNEL_NAME_MAX + 1];
     if (!api_channel_from_path(request->path + prefix, request->path_length - prefix, name,
                                sizeof(name))) {
-        api_error(response, 400, "invalid channel name");
+        api_refuse(response, 400, "invalid channel name");
         return;
     }
     struct hub_channel_info info;
     if (!hub_channel_info(server->hub, name, &info)) {
-        api_error(response, 404, "no such channel");
+        api_refuse(response, 404, "no such channel");
         return;
     }
     json_t *value = json_pack("{s:s, s:I, s:I, s:s}", "name", info.name, "subscribers",
@@ -401,7 +399,7 @@ static void api_connections(struct server *server, const struct api_request *req
     char user[256];
     if (request->query == NULL ||
         http_query_param(request->query, request->query_length, "user", user, sizeof(user)) <= 0) {
-        api_error(response, 400, "the user parameter is required");
+        api_refuse(response, 400, "the user parameter is required");
         return;
     }
     size_t count = conn_disconnect_user(server, user, WS_CLOSE_POLICY, "disconnected by API");
@@ -430,11 +428,11 @@ static void api_handle_tree(struct server *server, const struct config *config,
                             const struct api_request *request, struct api_response *response)
 {
     if (config->http.api_token == NULL) {
-        api_error(response, 404, "the API is off (http.api_token is not set)");
+        api_refuse(response, 404, "the API is off (http.api_token is not set)");
         return;
     }
     if (!api_authorized(config, request->http)) {
-        api_error(response, 401, "a valid bearer token is required");
+        api_refuse(response, 401, "a valid bearer token is required");
         response->extra_headers = "WWW-Authenticate: Bearer\r\n";
         return;
     }
@@ -453,7 +451,7 @@ static void api_handle_tree(struct server *server, const struct config *config,
     } else if (api_path_is(request, API_CONNECTIONS)) {
         api_connections(server, request, response);
     } else {
-        api_error(response, 404, "no such endpoint");
+        api_refuse(response, 404, "no such endpoint");
     }
 }
 

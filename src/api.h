@@ -33,6 +33,10 @@ struct api_response {
     const char *extra_headers;     /* static "Name: value\r\n" lines or NULL */
 };
 
+/* Fills response with status and the API's JSON error body
+ * {"error":TEXT}; the caller frees response->body. */
+void api_refuse(struct api_response *response, int status, const char *text);
+
 /* True when path is one of this module's endpoints. */
 bool api_is_endpoint(const char *path, size_t path_length);
 

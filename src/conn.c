@@ -626,14 +626,12 @@ static char *conn_find_token(const struct conn *conn, const struct http_request 
         return token;
     }
     *malformed = length == -2;
-    const struct http_header *header = http_request_header(request, "Authorization");
-    static const char scheme[] = "Bearer ";
-    if (!*malformed && header != NULL && header->value_length > sizeof(scheme) - 1 &&
-        header->value_length - (sizeof(scheme) - 1) <= CONN_TOKEN_MAX &&
-        http_equal_nocase(header->value, sizeof(scheme) - 1, scheme, sizeof(scheme) - 1)) {
-        size_t value_length = header->value_length - (sizeof(scheme) - 1);
-        memcpy(token, header->value + sizeof(scheme) - 1, value_length);
-        token[value_length] = '\0';
+    const char *bearer;
+    size_t bearer_length;
+    if (!*malformed && http_request_bearer(request, &bearer, &bearer_length) &&
+        bearer_length <= CONN_TOKEN_MAX) {
+        memcpy(token, bearer, bearer_length);
+        token[bearer_length] = '\0';
         return token;
     }
     const char *cookie_name = conn->config->auth.cookie;
@@ -917,21 +915,16 @@ static void conn_respond_api(struct conn *conn, const struct http_request *reque
 }
 
 /* A refusal of an API request before its body is read, in the API's JSON
- * error form. text must need no JSON escaping. */
+ * error form. */
 static void conn_api_error(struct conn *conn, const struct http_request *request, int status,
                            const char *text)
 {
-    char body[160];
-    int length = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", text);
-    struct api_response response = {
-        .status = status,
-        .content_type = "application/json",
-        .body = body,
-        .body_length = length > 0 ? (size_t)length : 0,
-    };
+    struct api_response response;
+    api_refuse(&response, status, text);
     log_info(&conn->server->log, "reject %s \"%.*s %s\" %d: %s", conn->peer,
              (int)request->method_length, request->method, conn->path, status, text);
     conn_respond_api(conn, request, &response);
+    free(response.body);
 }
 
 /* Reads Content-Length: 0 when absent, -1 when malformed. */

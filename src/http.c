@@ -272,6 +272,19 @@ bool http_request_has_token(const struct http_request *request, const char *name
     return false;
 }
 
+bool http_request_bearer(const struct http_request *request, const char **token, size_t *length)
+{
+    static const char scheme[] = "Bearer ";
+    const size_t scheme_length = sizeof(scheme) - 1;
+    const struct http_header *header = http_request_header(request, "Authorization");
+    if (header == NULL || header->value_length <= scheme_length ||
+        !http_equal_nocase(header->value, scheme_length, scheme, scheme_length))
+        return false;
+    *token = header->value + scheme_length;
+    *length = header->value_length - scheme_length;
+    return true;
+}
+
 bool http_request_method_is(const struct http_request *request, const char *method)
 {
     size_t length = strlen(method);

@@ -57,6 +57,11 @@ size_t http_request_header_count(const struct http_request *request, const char 
 bool http_request_has_token(const struct http_request *request, const char *name,
                             const char *token);
 
+/* The credentials of an "Authorization: Bearer <token>" header (scheme
+ * matched case-insensitively): true with *token pointing into the request
+ * and *length > 0, false when there is none. */
+bool http_request_bearer(const struct http_request *request, const char **token, size_t *length);
+
 /* True when the method is exactly method (methods are case-sensitive). */
 bool http_request_method_is(const struct http_request *request, const char *method);
 

@@ -439,15 +439,14 @@ void hub_position(const struct hub_subscriber *subscriber, bool has_since, uint6
     uint64_t oldest_held = channel->history_count > 0 ? hub_history_at(channel, 0)->seq
                                                       : channel->seq + 1;
     bool same_epoch = epoch == NULL || strcmp(epoch, channel->epoch) == 0;
-    if (same_epoch && since >= channel->seq) {
-        /* up to date (or ahead): nothing was missed */
-        position->replay_after = channel->seq;
-    } else if (same_epoch && since + 1 >= oldest_held) {
+    if (same_epoch && since >= channel->seq)
+        return;   /* up to date (or ahead): nothing was missed */
+    if (same_epoch && since + 1 >= oldest_held) {
         position->replay_after = since;
-    } else {
-        position->recovered = false;
-        position->replay_after = 0;
+        return;
     }
+    position->recovered = false;
+    position->replay_after = 0;
 }
 
 uint64_t hub_next_seq(const struct hub *hub, const char *name)

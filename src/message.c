@@ -399,9 +399,7 @@ static struct shared_frame *message_compress_frame(const struct shared_frame *pl
                                                    const struct deflate_options *options,
                                                    int window_bits)
 {
-    /* Server frames are unmasked: the header is 2, 4 or 10 bytes. */
-    unsigned length_code = plain->bytes[1] & 0x7f;
-    size_t header = length_code == 127 ? 10 : length_code == 126 ? 4 : 2;
+    size_t header = shared_frame_payload_offset(plain);
     uint8_t opcode = plain->bytes[0] & 0x0f;
     uint8_t *compressed = NULL;
     size_t compressed_length = 0;

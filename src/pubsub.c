@@ -208,9 +208,8 @@ static bool pubsub_event_fits(struct pubsub_session *session, struct message *me
     struct shared_frame *frame = message_envelope_frame(message);
     if (frame == NULL)
         return false;
-    unsigned length_code = frame->bytes[1] & 0x7f;   /* server frames are unmasked */
-    size_t header = length_code == 127 ? 10 : length_code == 126 ? 4 : 2;
-    return frame->length - header <= session->host.config->websocket.max_message_size;
+    return frame->length - shared_frame_payload_offset(frame) <=
+           session->host.config->websocket.max_message_size;
 }
 
 static void pubsub_publish(struct pubsub_session *session, const struct envelope_request *r)

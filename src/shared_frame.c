@@ -58,3 +58,9 @@ void shared_frame_release(struct shared_frame *frame)
     if (frame != NULL && --frame->refcount == 0)
         free(frame);
 }
+
+size_t shared_frame_payload_offset(const struct shared_frame *frame)
+{
+    unsigned length_code = frame->bytes[1] & 0x7f;
+    return length_code == 127 ? 10 : length_code == 126 ? 4 : 2;
+}

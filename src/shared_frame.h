@@ -19,6 +19,9 @@ struct shared_frame *shared_frame_new(size_t length);
 /* An unmasked, final (server) frame of opcode carrying payload. */
 struct shared_frame *shared_frame_encode(uint8_t opcode, const void *payload, size_t length);
 
+/* Where the payload starts: the unmasked header is 2, 4 or 10 bytes. */
+size_t shared_frame_payload_offset(const struct shared_frame *frame);
+
 struct shared_frame *shared_frame_retain(struct shared_frame *frame);
 void shared_frame_release(struct shared_frame *frame);   /* NULL ok */
 

@@ -347,6 +347,36 @@ static void test_header_lookup(void **state)
     parsed_free(&p);
 }
 
+static void test_bearer(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *head;
+        const char *token;   /* NULL: no bearer credentials */
+    } cases[] = {
+        { "GET / HTTP/1.1\r\nAuthorization: Bearer abc.def\r\n\r\n", "abc.def" },
+        { "GET / HTTP/1.1\r\nAuthorization: bearer xyz\r\n\r\n", "xyz" },
+        { "GET / HTTP/1.1\r\nAuthorization: Bearer \r\n\r\n", NULL },
+        { "GET / HTTP/1.1\r\nAuthorization: Basic YWI6Y2Q=\r\n\r\n", NULL },
+        { "GET / HTTP/1.1\r\nAuthorization: Bearerabc\r\n\r\n", NULL },
+        { "GET / HTTP/1.1\r\nHost: h\r\n\r\n", NULL },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct parsed p;
+        assert_true(parse_n(&p, cases[i].head, strlen(cases[i].head), 8192) > 0);
+        const char *token = NULL;
+        size_t length = 0;
+        bool found = http_request_bearer(&p.request, &token, &length);
+        if (cases[i].token == NULL) {
+            assert_false(found);
+            continue;
+        }
+        assert_true(found);
+        assert_int_equal(length, strlen(cases[i].token));
+        assert_memory_equal(token, cases[i].token, length);
+    }
+}
+
 static void test_has_token(void **state)
 {
     struct parsed p;
@@ -583,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_status_reason),
         cmocka_unit_test(test_response_head),
         cmocka_unit_test(test_response_head_refuses),
+        cmocka_unit_test(test_bearer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

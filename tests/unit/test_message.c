@@ -172,6 +172,7 @@ static void test_shared_frame_encode_lengths(void **state)
     for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
         struct shared_frame *frame = shared_frame_encode(WS_OP_BINARY, payload, lengths[i]);
         assert_frame(frame, WS_OP_BINARY, payload, lengths[i]);
+        assert_int_equal(frame->length - shared_frame_payload_offset(frame), lengths[i]);
         shared_frame_release(frame);
     }
     free(payload);
