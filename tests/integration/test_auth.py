@@ -179,6 +179,18 @@ def test_rejection_is_logged(hs):
     hs.wait_log(re.compile(r"reject.*\b401\b"))
 
 
+def test_oversized_tokens_are_401(broker):
+    # Tokens are bounded at 8 KiB wherever they come from; a longer one is
+    # refused before any verification, never truncated into a valid one. The
+    # request head limit is raised so the token bound, not the head's, is hit.
+    b = broker(routes=STEP2_ROUTES, channels=CHANNELS, auth=auth_config(),
+               limits={"request_head_max": 32768})
+    long_token = token("alice") + "." + "a" * 9000
+    assert upgrade(b.port, "/ws?token=" + q(long_token)).status == 401
+    headers = {"Authorization": "Bearer " + long_token}
+    assert upgrade(b.port, "/ws", headers=headers).status == 401
+
+
 def test_tokens_never_reach_the_log(hs, clients):
     # A refused token (expired) and an accepted one, both in the query.
     expired = jwt_hs256({"sub": "a", "exp": now() - 10}, SECRET)
