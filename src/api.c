@@ -8,9 +8,11 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "addrcount.h"
 #include "config.h"
 #include "conn.h"
 #include "hub.h"
+#include "memory.h"
 #include "message.h"
 #include "netaddr.h"
 #include "route.h"
@@ -157,6 +159,36 @@ static void api_metrics_counter(FILE *out, const char *name, const char *type,
     fprintf(out, "wsbroker_%s %llu\n", name, value);
 }
 
+static void api_metrics_memory(FILE *out, const struct server *server,
+                               const struct hub_stats *hub)
+{
+    struct conn_memory connections;
+    conn_memory_usage(server, &connections);
+    api_metrics_counter(out, "client_connections", "gauge",
+                        "Client connections of any kind, closing ones included.",
+                        connections.connections);
+    api_metrics_counter(out, "client_addresses", "gauge",
+                        "Client addresses (IPv6: /64 networks) with a connection.",
+                        addrcount_addresses(server->addresses));
+    api_metrics_counter(out, "outbound_queued_bytes", "gauge",
+                        "Bytes queued to clients and not yet written.", connections.queued_bytes);
+    api_metric(out, "memory_bytes", "gauge",
+               "Memory accounted to connections, subscriptions and channels (history included).");
+    fprintf(out, "wsbroker_memory_bytes{area=\"connections\"} %llu\n",
+            (unsigned long long)connections.connection_bytes);
+    fprintf(out, "wsbroker_memory_bytes{area=\"subscriptions\"} %llu\n",
+            (unsigned long long)server->stats.subscription_bytes);
+    fprintf(out, "wsbroker_memory_bytes{area=\"channels\"} %llu\n",
+            (unsigned long long)hub->channel_bytes);
+    api_metrics_counter(out, "memory_heap_bytes", "gauge",
+                        "Heap in use, every library included; what max_memory limits.",
+                        memory_heap_in_use());
+    api_metrics_counter(out, "memory_resident_bytes", "gauge", "Resident set size.",
+                        memory_resident());
+    api_metrics_counter(out, "memory_limit_bytes", "gauge", "limits.max_memory (0: no limit).",
+                        server->config->limits.max_memory);
+}
+
 static void api_metrics_render(FILE *out, const struct server *server)
 {
     const struct stats *stats = &server->stats;
@@ -186,9 +218,18 @@ static void api_metrics_render(FILE *out, const struct server *server)
     api_metrics_counter(out, "slow_reader_drops_total", "counter",
                         "Connections dropped for falling behind outbound_queue_max.",
                         stats->slow_reader_drops);
+    api_metrics_counter(out, "rate_limited_total", "counter",
+                        "Connections closed for exceeding messages_per_second.",
+                        stats->rate_limited);
+    api_metrics_counter(out, "memory_refusals_total", "counter",
+                        "Subscriptions and publishes refused at max_memory.",
+                        stats->memory_refusals);
     api_metrics_counter(out, "channels", "gauge", "Channels that exist.", hub.channels);
     api_metrics_counter(out, "subscriptions", "gauge", "Subscriptions to channels.",
                         hub.subscriptions);
+    api_metrics_counter(out, "history_messages", "gauge", "Messages held in channel history.",
+                        hub.history_messages);
+    api_metrics_memory(out, server, &hub);
 }
 
 static bool api_metrics_allowed(const struct config *config, const struct sockaddr *peer)
@@ -410,10 +451,15 @@ static void api_connections(struct server *server, const struct api_request *req
 
 bool api_is_endpoint(const char *path, size_t path_length)
 {
-    return (path_length == strlen("/healthz") && memcmp(path, "/healthz", path_length) == 0) ||
-           (path_length == strlen("/metrics") && memcmp(path, "/metrics", path_length) == 0) ||
+    return api_is_monitoring(path, path_length) ||
            (path_length == strlen("/api") && memcmp(path, "/api", path_length) == 0) ||
            api_path_starts(path, path_length, API_PREFIX);
+}
+
+bool api_is_monitoring(const char *path, size_t path_length)
+{
+    return (path_length == strlen("/healthz") && memcmp(path, "/healthz", path_length) == 0) ||
+           (path_length == strlen("/metrics") && memcmp(path, "/metrics", path_length) == 0);
 }
 
 size_t api_body_limit(const struct config *config, const char *path, size_t path_length)

@@ -40,6 +40,10 @@ void api_refuse(struct api_response *response, int status, const char *text);
 /* True when path is one of this module's endpoints. */
 bool api_is_endpoint(const char *path, size_t path_length);
 
+/* True for /healthz and /metrics, which stay open when the broker refuses
+ * other work for lack of memory. */
+bool api_is_monitoring(const char *path, size_t path_length);
+
 /* The body limit for a request to path, before it is read: 0 when the
  * endpoint takes no body. */
 size_t api_body_limit(const struct config *config, const char *path, size_t path_length);

@@ -119,6 +119,7 @@ struct config_table {
     { (keys), CONFIG_COUNT(keys), sizeof(type), (check) }
 
 static config_check_fn config_listen_check;
+static config_check_fn config_limits_check;
 static config_check_fn config_tls_check;
 static config_check_fn config_root_check;
 static config_check_fn config_websocket_check;
@@ -257,9 +258,20 @@ static const struct config_key config_limits_keys[] = {
     { .name = "max_subscriptions", .kind = CONFIG_KIND_UINT,
       .offset = offsetof(struct limits_config, max_subscriptions), .min = 1, .max = 100000,
       .def = 256 },
+    { .name = "max_connections_per_ip", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct limits_config, max_connections_per_ip), .min = 0,
+      .max = 10000000, .def = 0 },
+    { .name = "messages_per_second", .kind = CONFIG_KIND_UINT,
+      .offset = offsetof(struct limits_config, messages_per_second), .min = 0, .max = 1000000,
+      .def = 0 },
+    { .name = "burst", .kind = CONFIG_KIND_UINT, .offset = offsetof(struct limits_config, burst),
+      .min = 0, .max = 1000000, .def = 0 },
+    { .name = "max_memory", .kind = CONFIG_KIND_U64,
+      .offset = offsetof(struct limits_config, max_memory), .min = 0,
+      .max = UINT64_C(1) << 50, .def = 0 },
 };
 static const struct config_table config_limits_table =
-    CONFIG_TABLE(config_limits_keys, struct limits_config, NULL);
+    CONFIG_TABLE(config_limits_keys, struct limits_config, config_limits_check);
 
 static const struct config_key config_route_keys[] = {
     { .name = "path", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct route_config, path),
@@ -1108,6 +1120,26 @@ static const config_setting_t *config_element(const config_setting_t *group, con
 {
     const config_setting_t *array = config_member(group, name);
     return array != NULL ? config_setting_get_elem(array, (unsigned)index) : NULL;
+}
+
+/* The smallest max_memory that leaves room for the broker itself. */
+#define CONFIG_MAX_MEMORY_MIN (UINT64_C(1) << 20)
+
+static int config_limits_check(struct config_loader *loader, const config_setting_t *setting,
+                               void *items, size_t index, const char *path)
+{
+    struct limits_config *limits = &((struct limits_config *)items)[index];
+    if (limits->max_memory != 0 && limits->max_memory < CONFIG_MAX_MEMORY_MIN)
+        return config_fail(loader, config_member(setting, "max_memory"),
+                           "'%s.max_memory' must be 0 (no limit) or at least %llu bytes", path,
+                           (unsigned long long)CONFIG_MAX_MEMORY_MIN);
+    if (limits->burst > 0 && limits->messages_per_second == 0)
+        return config_fail(loader, config_member(setting, "burst"),
+                           "'%s.burst' needs '%s.messages_per_second'", path, path);
+    /* One second's worth unless said otherwise. */
+    if (limits->burst == 0)
+        limits->burst = limits->messages_per_second;
+    return 0;
 }
 
 static int config_websocket_check(struct config_loader *loader, const config_setting_t *setting,

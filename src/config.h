@@ -77,6 +77,10 @@ struct limits_config {
     uint64_t outbound_queue_max; /* bytes, default 4194304 */
     unsigned request_head_max;   /* bytes, default 8192 */
     unsigned max_subscriptions;  /* per pubsub connection, default 256 */
+    unsigned max_connections_per_ip;  /* per client address (IPv6: per /64), 0 = no limit */
+    unsigned messages_per_second;     /* per connection, 0 = no limit */
+    unsigned burst;                   /* messages at once; messages_per_second when not set */
+    uint64_t max_memory;              /* heap bytes in use before refusing work, 0 = no limit */
 };
 
 enum publish_policy {

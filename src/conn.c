@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "addrcount.h"
 #include "api.h"
 #include "auth.h"
 #include "config.h"
@@ -30,6 +31,7 @@
 #include "message.h"
 #include "proxy.h"
 #include "pubsub.h"
+#include "ratelimit.h"
 #include "route.h"
 #include "server.h"
 #include "static_files.h"
@@ -68,6 +70,10 @@ struct conn {
     bool upgraded;                   /* was a WebSocket (for the close log) */
     bool tls;                        /* the bufferevent speaks TLS */
     bool counted;                    /* counts against max_connections */
+    bool address_counted;            /* counted in server->addresses */
+    bool over_address_limit;         /* over max_connections_per_ip */
+    struct addrcount_key address_key;
+    struct ratelimit rate;           /* messages_per_second */
     bool deflate;                    /* permessage-deflate negotiated */
     struct deflate_params deflate_params;
     struct deflate_inflater *inflater;
@@ -100,6 +106,8 @@ static void conn_timer_cb(evutil_socket_t fd, short events, void *arg);
 static void conn_deliver(struct hub_subscriber *subscriber, struct message *message);
 static void conn_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame);
 static void conn_drop(struct conn *conn);
+static void conn_refuse_address(struct conn *conn, const struct http_request *request);
+static void conn_count_address(struct conn *conn, const struct sockaddr *address);
 
 /* ---------------------------------------------------------------- time */
 
@@ -253,6 +261,40 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
     }
     conn_arm_timer_seconds(conn, conn->config->websocket.handshake_timeout);
     log_debug(&server->log, "accept %s", conn->peer);
+    /* A trusted proxy carries many clients: its connections are counted
+     * by the address it forwards, once the request head says which. */
+    if (proxy_peer_trusted(address, &conn->config->proxy))
+        return;
+    conn_count_address(conn, address);
+    /* Refused before reading anything, so a flood from one address costs
+     * no request buffers; TLS is answered once its handshake is done. */
+    if (conn->over_address_limit && !conn->tls)
+        conn_refuse_address(conn, NULL);
+}
+
+/* Counts the connection against its client address; an address over
+ * max_connections_per_ip (or a count that cannot be kept) marks it to be
+ * refused. */
+static void conn_count_address(struct conn *conn, const struct sockaddr *address)
+{
+    if (conn->address_counted || !addrcount_key_of(address, &conn->address_key))
+        return;
+    unsigned count = addrcount_add(conn->server->addresses, &conn->address_key);
+    if (count == 0) {
+        conn->over_address_limit = true;
+        return;
+    }
+    conn->address_counted = true;
+    unsigned limit = conn->config->limits.max_connections_per_ip;
+    conn->over_address_limit = limit > 0 && count > limit;
+}
+
+static void conn_uncount_address(struct conn *conn)
+{
+    if (conn->address_counted) {
+        conn->address_counted = false;
+        addrcount_remove(conn->server->addresses, &conn->address_key);
+    }
 }
 
 static void conn_log_close(struct conn *conn)
@@ -301,6 +343,7 @@ static void conn_free(struct conn *conn)
     if (conn->has_identity)
         auth_identity_clear(&conn->identity);
     config_release(conn->config);
+    conn_uncount_address(conn);
     bool counted = conn->counted;
     free(conn);
     if (counted)
@@ -337,6 +380,7 @@ static void conn_uncount(struct conn *conn)
         conn->counted = false;
         conn->server->connection_count--;
     }
+    conn_uncount_address(conn);
 }
 
 static void conn_linger(struct conn *conn)
@@ -552,6 +596,34 @@ static void conn_reject(struct conn *conn, const struct http_request *request, i
 {
     conn_reject_counted(conn, request, status, reason, extra_headers,
                         conn_reject_reason(request, status));
+}
+
+static void conn_refuse_address(struct conn *conn, const struct http_request *request)
+{
+    conn_reject_counted(conn, request, 503, "too many connections from this address",
+                        "Retry-After: 1\r\n", STATS_REJECT_ADDRESS_LIMIT);
+}
+
+/* Past max_connections, max_connections_per_ip or max_memory: refused
+ * with 503 (monitoring endpoints excepted from the memory limit, so an
+ * operator can still see why). Returns true when refused. */
+static bool conn_refuse_over_limits(struct conn *conn, const struct http_request *request,
+                                    size_t path_length)
+{
+    if (conn->over_limit) {
+        conn_reject(conn, request, 503, "too many connections", "Retry-After: 1\r\n");
+        return true;
+    }
+    if (conn->over_address_limit) {
+        conn_refuse_address(conn, request);
+        return true;
+    }
+    if (!api_is_monitoring(request->target, path_length) && server_over_memory(conn->server)) {
+        conn_reject_counted(conn, request, 503, "memory limit reached", "Retry-After: 1\r\n",
+                            STATS_REJECT_MEMORY);
+        return true;
+    }
+    return false;
 }
 
 /* ---------------------------------------------------------- static files */
@@ -882,6 +954,7 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
         .require_mask = true,
     };
     ws_decoder_init(&conn->decoder, &options);
+    ratelimit_init(&conn->rate, conn->config->limits.burst, server_now());
     conn->state = CONN_OPEN;
     conn->upgraded = true;
     conn_count_open(conn);
@@ -1027,6 +1100,7 @@ static void conn_resolve_client(struct conn *conn, const struct http_request *re
     const void *bytes = conn->client_address.ss_family == AF_INET
                             ? (const void *)&((struct sockaddr_in *)&conn->client_address)->sin_addr
                             : (const void *)&((struct sockaddr_in6 *)&conn->client_address)->sin6_addr;
+    conn_count_address(conn, (const struct sockaddr *)&conn->client_address);
     inet_ntop(conn->client_address.ss_family, bytes, host, sizeof(host));
     /* A cut log name is harmless; the address itself is kept whole. */
     if (snprintf(client, sizeof(client), "%s via %s", host, conn->peer) < 0)
@@ -1049,10 +1123,8 @@ static bool conn_handle_request(struct conn *conn, const struct http_request *re
         return true;
     }
     conn_resolve_client(conn, request);
-    if (conn->over_limit) {
-        conn_reject(conn, request, 503, "too many connections", "Retry-After: 1\r\n");
+    if (conn_refuse_over_limits(conn, request, path_length))
         return true;
-    }
     if (api_is_endpoint(request->target, path_length))
         return conn_handle_api(conn, request, head_length, path_length, query, query_length);
     const struct route_config *route = NULL;
@@ -1148,6 +1220,13 @@ static void conn_broadcast(struct conn *conn, const struct ws_event *event)
         conn_fail(conn, WS_CLOSE_POLICY, "publish not allowed");
         return;
     }
+    if (server_over_memory(conn->server)) {
+        conn->server->stats.memory_refusals++;
+        log_warn(&conn->server->log, "memory limit reached: closing %s %s 1013", conn->peer,
+                 conn->path);
+        conn_fail(conn, WS_CLOSE_TRY_AGAIN_LATER, "memory limit reached");
+        return;
+    }
     struct message *message =
         message_new(event->opcode == WS_OP_TEXT ? MESSAGE_TEXT : MESSAGE_BINARY, conn->channel,
                     conn->user, event->data, event->length);
@@ -1230,15 +1309,31 @@ static void conn_handle_close(struct conn *conn, const struct ws_event *event)
     conn_finish(conn);
 }
 
+/* Every data message and ping takes a token from the connection's bucket
+ * (pings too: each one costs us a pong). Returns false after failing the
+ * connection with 1008. */
+static bool conn_within_rate(struct conn *conn)
+{
+    const struct limits_config *limits = &conn->config->limits;
+    if (limits->messages_per_second == 0 ||
+        ratelimit_take(&conn->rate, limits->messages_per_second, limits->burst, server_now()))
+        return true;
+    conn->server->stats.rate_limited++;
+    log_warn(&conn->server->log, "rate limit %s %s: over %u messages per second", conn->peer,
+             conn->path, limits->messages_per_second);
+    conn_fail(conn, WS_CLOSE_POLICY, "message rate exceeded");
+    return false;
+}
+
 static void conn_handle_event(struct conn *conn, const struct ws_event *event)
 {
     switch (event->type) {
     case WS_EVENT_MESSAGE:
-        if (conn->state == CONN_OPEN)
+        if (conn->state == CONN_OPEN && conn_within_rate(conn))
             conn_handle_message(conn, event);
         break;
     case WS_EVENT_PING:
-        if (conn->state == CONN_OPEN)
+        if (conn->state == CONN_OPEN && conn_within_rate(conn))
             conn_write_frame(conn, WS_OP_PONG, event->data, event->length);
         break;
     case WS_EVENT_PONG:
@@ -1397,6 +1492,34 @@ size_t conn_disconnect_user(struct server *server, const char *user, unsigned co
         }
     }
     return count;
+}
+
+/* What libevent allocates for one connection's bufferevent, its two
+ * buffers and its timer, and what OpenSSL adds for a TLS connection:
+ * measured as heap growth per idle connection (glibc, libevent 2.1.12,
+ * OpenSSL 3.0), since neither library reports it. */
+#define CONN_LIBRARY_BYTES 1500
+#define CONN_TLS_BYTES 14000
+
+static size_t conn_string_bytes(const char *text)
+{
+    return text != NULL ? strlen(text) + 1 : 0;
+}
+
+void conn_memory_usage(const struct server *server, struct conn_memory *usage)
+{
+    memset(usage, 0, sizeof(*usage));
+    for (const struct conn *conn = server->connections; conn != NULL; conn = conn->next) {
+        usage->connections++;
+        usage->connection_bytes += sizeof(*conn) + CONN_LIBRARY_BYTES +
+                                   (conn->tls ? CONN_TLS_BYTES : 0) +
+                                   evbuffer_get_length(bufferevent_get_input(conn->bev)) +
+                                   conn->decoder.message_capacity +
+                                   deflate_inflater_footprint(conn->inflater) +
+                                   conn_string_bytes(conn->path) + conn_string_bytes(conn->channel) +
+                                   conn_string_bytes(conn->user);
+        usage->queued_bytes += evbuffer_get_length(bufferevent_get_output(conn->bev));
+    }
 }
 
 void conn_drop_all(struct server *server)

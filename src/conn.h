@@ -10,6 +10,7 @@
 #define WSBROKER_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/util.h>
 #include <sys/socket.h>
@@ -37,6 +38,17 @@ void conn_close_all(struct server *server, unsigned code, const char *reason);
  * Returns how many. */
 size_t conn_disconnect_user(struct server *server, const char *user, unsigned code,
                             const char *reason);
+
+/* Memory held by connections, for /metrics. */
+struct conn_memory {
+    size_t connections;          /* live connections, closing ones included */
+    uint64_t connection_bytes;   /* their state, read buffers, partial messages
+                                    and compression state */
+    uint64_t queued_bytes;       /* bytes waiting to be written to clients
+                                    (frames shared between receivers count
+                                    once per receiver) */
+};
+void conn_memory_usage(const struct server *server, struct conn_memory *usage);
 
 /* Drops every live connection at once. */
 void conn_drop_all(struct server *server);

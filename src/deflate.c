@@ -11,6 +11,7 @@
 #include "deflate.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,7 +460,38 @@ static void deflate_buffer_take(struct deflate_buffer *buffer, size_t length, ui
 struct deflate_inflater {
     z_stream stream;
     bool reset_each_message;    /* client_no_context_takeover */
+    size_t zlib_bytes;          /* what zlib allocated for this stream */
 };
+
+/* zlib's allocations for an inflater are counted on it, so /metrics can
+ * say what compression costs per connection. Each block carries its size
+ * in front, aligned for any type. */
+union deflate_block_head {
+    size_t size;
+    max_align_t align;
+};
+
+static voidpf deflate_counted_alloc(voidpf opaque, uInt items, uInt size)
+{
+    struct deflate_inflater *inflater = opaque;
+    size_t bytes = (size_t)items * size;
+    union deflate_block_head *head = malloc(sizeof(*head) + bytes);
+    if (head == NULL)
+        return Z_NULL;
+    head->size = bytes;
+    inflater->zlib_bytes += bytes;
+    return head + 1;
+}
+
+static void deflate_counted_free(voidpf opaque, voidpf address)
+{
+    struct deflate_inflater *inflater = opaque;
+    if (address == Z_NULL)
+        return;
+    union deflate_block_head *head = (union deflate_block_head *)address - 1;
+    inflater->zlib_bytes -= head->size;
+    free(head);
+}
 
 /* The input of one message: its payload, then the tail put back. */
 struct deflate_feed {
@@ -474,9 +506,9 @@ struct deflate_inflater *deflate_inflater_new(const struct deflate_params *param
     if (inflater == NULL)
         return NULL;
     inflater->reset_each_message = params->client_no_context_takeover;
-    inflater->stream.zalloc = Z_NULL;
-    inflater->stream.zfree = Z_NULL;
-    inflater->stream.opaque = Z_NULL;
+    inflater->stream.zalloc = deflate_counted_alloc;
+    inflater->stream.zfree = deflate_counted_free;
+    inflater->stream.opaque = inflater;
     /* Always the full 15-bit window: it reads any client window 8..15,
      * including zlib-based clients that ask for 8 but really compress with
      * 9 bits, at a fixed cost of 32 KiB per inflater. */
@@ -485,6 +517,11 @@ struct deflate_inflater *deflate_inflater_new(const struct deflate_params *param
         return NULL;
     }
     return inflater;
+}
+
+size_t deflate_inflater_footprint(const struct deflate_inflater *inflater)
+{
+    return inflater != NULL ? sizeof(*inflater) + inflater->zlib_bytes : 0;
 }
 
 void deflate_inflater_free(struct deflate_inflater *inflater)

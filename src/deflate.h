@@ -52,6 +52,10 @@ struct deflate_inflater;
 struct deflate_inflater *deflate_inflater_new(const struct deflate_params *params);
 void deflate_inflater_free(struct deflate_inflater *inflater);   /* NULL ok */
 
+/* Bytes the inflater holds, zlib's state and window included (the window
+ * is allocated on first use); 0 for NULL. */
+size_t deflate_inflater_footprint(const struct deflate_inflater *inflater);
+
 #define DEFLATE_OK 0
 #define DEFLATE_ERROR (-1)      /* corrupt data: fail the connection (1007) */
 #define DEFLATE_TOO_BIG (-2)    /* inflated size passes max: close 1009 */

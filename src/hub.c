@@ -529,4 +529,16 @@ void hub_stats(const struct hub *hub, struct hub_stats *stats)
 {
     stats->channels = hub->channel_count;
     stats->subscriptions = hub->subscription_count;
+    stats->history_messages = 0;
+    stats->channel_bytes = 0;
+    for (size_t i = 0; i < hub->bucket_count; i++) {
+        for (const struct hub_channel *c = hub->buckets[i]; c != NULL; c = c->bucket_next) {
+            stats->history_messages += c->history_count;
+            for (unsigned k = 0; k < c->history_count; k++)
+                stats->channel_bytes += message_footprint(hub_history_at(c, k));
+            stats->channel_bytes += sizeof(*c) + strlen(c->name) + 1 +
+                                    (size_t)c->history_capacity * sizeof(*c->history) +
+                                    c->member_capacity * sizeof(*c->members);
+        }
+    }
 }

@@ -40,6 +40,10 @@ struct hub_subscriber {
 struct hub_stats {
     size_t channels;
     size_t subscriptions;
+    size_t history_messages;
+    size_t channel_bytes;      /* channels, their held messages
+                                  (message_footprint), history rings and
+                                  presence member lists */
 };
 
 struct hub *hub_new(void);
@@ -117,6 +121,7 @@ void hub_each_channel(const struct hub *hub,
 void hub_each_user(const struct hub *hub, const char *name,
                    void (*visit)(const char *user, void *arg), void *arg);
 
+/* Counts; walks every held message, so it is for /metrics, not hot paths. */
 void hub_stats(const struct hub *hub, struct hub_stats *stats);
 
 #endif

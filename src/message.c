@@ -88,6 +88,22 @@ struct message *message_retain(struct message *message)
     return message;
 }
 
+static size_t message_frame_bytes(const struct shared_frame *frame)
+{
+    return frame != NULL ? sizeof(*frame) + frame->length : 0;
+}
+
+size_t message_footprint(const struct message *message)
+{
+    size_t bytes = sizeof(*message) + message->length + strlen(message->channel) + 1 +
+                   (message->from != NULL ? strlen(message->from) + 1 : 0) +
+                   message_frame_bytes(message->raw_frame) +
+                   message_frame_bytes(message->envelope_frame);
+    for (const struct message_deflated *d = message->deflated; d != NULL; d = d->next)
+        bytes += sizeof(*d) + message_frame_bytes(d->frame);
+    return bytes;
+}
+
 void message_release(struct message *message)
 {
     if (message != NULL && --message->refcount == 0)

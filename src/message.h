@@ -40,6 +40,10 @@ struct message {
 struct message *message_new(enum message_kind kind, const char *channel, const char *from,
                             const void *payload, size_t length);
 struct message *message_retain(struct message *message);
+
+/* Bytes the message holds: itself, its strings, its payload and whichever
+ * encodings have been built so far. */
+size_t message_footprint(const struct message *message);
 void message_release(struct message *message);   /* NULL ok */
 
 /* The frame a raw (broadcast route) receiver gets: TEXT and BINARY as they

@@ -82,6 +82,21 @@ static struct hub *pubsub_hub(const struct pubsub_session *session)
     return session->host.server->hub;
 }
 
+/* What one subscription allocates, for the memory figures in /metrics. */
+static size_t pubsub_subscription_bytes(const struct pubsub_subscription *subscription)
+{
+    return sizeof(*subscription) + strlen(subscription->channel) + 1;
+}
+
+static void pubsub_subscription_free(struct pubsub_session *session,
+                                     struct pubsub_subscription *subscription)
+{
+    session->subscription_count--;
+    session->host.server->stats.subscription_bytes -= pubsub_subscription_bytes(subscription);
+    hub_unsubscribe(pubsub_hub(session), &subscription->subscriber);
+    free(subscription);
+}
+
 void pubsub_session_free(struct pubsub_session *session)
 {
     if (session == NULL)
@@ -89,8 +104,7 @@ void pubsub_session_free(struct pubsub_session *session)
     while (session->subscriptions != NULL) {
         struct pubsub_subscription *subscription = session->subscriptions;
         session->subscriptions = subscription->next;
-        hub_unsubscribe(pubsub_hub(session), &subscription->subscriber);
-        free(subscription);
+        pubsub_subscription_free(session, subscription);
     }
     free(session);
 }
@@ -129,6 +143,18 @@ bool pubsub_publish_allowed(const struct channel_rule *rule, const struct auth_i
 
 /* ------------------------------------------------------------ ops */
 
+/* Past limits.max_memory new subscriptions and publishes are refused with
+ * unavailable, the one error a client is told to retry. Returns true when
+ * refused. */
+static bool pubsub_refuse_over_memory(struct pubsub_session *session, const struct envelope_request *r)
+{
+    if (!server_over_memory(session->host.server))
+        return false;
+    session->host.server->stats.memory_refusals++;
+    pubsub_send_error(session, r->id, ENVELOPE_UNAVAILABLE, "memory limit reached");
+    return true;
+}
+
 static void pubsub_subscribe(struct pubsub_session *session, const struct envelope_request *r)
 {
     if (!pubsub_token_allows(session, r->channel)) {
@@ -144,6 +170,8 @@ static void pubsub_subscribe(struct pubsub_session *session, const struct envelo
                               "subscription limit reached");
             return;
         }
+        if (pubsub_refuse_over_memory(session, r))
+            return;
         size_t length = strlen(r->channel);
         subscription = calloc(1, sizeof(*subscription) + length + 1);
         if (subscription == NULL) {
@@ -167,6 +195,7 @@ static void pubsub_subscribe(struct pubsub_session *session, const struct envelo
         subscription->next = session->subscriptions;
         session->subscriptions = subscription;
         session->subscription_count++;
+        session->host.server->stats.subscription_bytes += pubsub_subscription_bytes(subscription);
     }
     int64_t now = server_now();
     struct hub_position position;
@@ -193,9 +222,7 @@ static void pubsub_unsubscribe(struct pubsub_session *session, const struct enve
     }
     struct pubsub_subscription *subscription = *link;
     *link = subscription->next;
-    session->subscription_count--;
-    hub_unsubscribe(pubsub_hub(session), &subscription->subscriber);
-    free(subscription);
+    pubsub_subscription_free(session, subscription);
     pubsub_send_ok(session, r->id, NULL);
 }
 
@@ -221,6 +248,8 @@ static void pubsub_publish(struct pubsub_session *session, const struct envelope
         pubsub_send_error(session, r->id, ENVELOPE_FORBIDDEN, "publishing to this channel is not allowed");
         return;
     }
+    if (pubsub_refuse_over_memory(session, r))
+        return;
     char *data = json_dumps(r->data, JSON_COMPACT | JSON_ENCODE_ANY);
     struct message *message =
         data != NULL ? message_new(MESSAGE_JSON, r->channel, session->host.user, data, strlen(data))

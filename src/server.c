@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "memory.h"
 #include "notify.h"
 #include "privileges.h"
 #include "tls.h"
@@ -20,6 +21,11 @@
 
 /* How long accepting pauses when the process is out of descriptors. */
 #define SERVER_ACCEPT_PAUSE_SECONDS 1
+
+/* How old the heap figure behind max_memory may be. Reading it walks the
+ * allocator's free lists, too slow for every message; a burst of work in
+ * one interval can overshoot the limit by what that burst allocates. */
+#define SERVER_MEMORY_REFRESH_MS 10
 
 static void server_reap_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -56,6 +62,20 @@ static void server_expire_cb(evutil_socket_t fd, short events, void *arg)
     (void)events;
     struct server *server = arg;
     hub_expire(server->hub, server_now());
+}
+
+bool server_over_memory(struct server *server)
+{
+    uint64_t limit = server->config->limits.max_memory;
+    if (limit == 0)
+        return false;
+    int64_t now = server_now();
+    if (server->memory_measured_at == 0 ||
+        now - server->memory_measured_at >= SERVER_MEMORY_REFRESH_MS) {
+        server->memory_in_use = memory_heap_in_use();
+        server->memory_measured_at = now;
+    }
+    return server->memory_in_use >= limit;
 }
 
 void server_connection_gone(struct server *server)
@@ -441,7 +461,9 @@ int server_init(struct server *server, struct config *config, const char *config
     server->config_path = strdup(config_path);
     server->base = event_base_new();
     server->hub = hub_new();
-    if (server->config_path == NULL || server->base == NULL || server->hub == NULL) {
+    server->addresses = addrcount_new();
+    if (server->config_path == NULL || server->base == NULL || server->hub == NULL ||
+        server->addresses == NULL) {
         log_error(&server->log, "out of memory starting up");
         return -1;
     }
@@ -492,6 +514,7 @@ void server_cleanup(struct server *server)
     if (server->reap_event != NULL)
         event_free(server->reap_event);
     hub_free(server->hub);
+    addrcount_free(server->addresses);
     stats_free(&server->stats);
     if (server->base != NULL)
         event_base_free(server->base);

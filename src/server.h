@@ -6,10 +6,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "addrcount.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
@@ -45,6 +47,9 @@ struct server {
     struct event *shutdown_timer;
     struct event *expire_timer;     /* ages channel history once a second */
     unsigned connection_count;
+    struct addrcount *addresses;    /* connections per client address */
+    uint64_t memory_in_use;         /* heap bytes, as last measured */
+    int64_t memory_measured_at;     /* server_now() of that measure; 0 = never */
     bool shutting_down;
     struct stats stats;
 };
@@ -69,6 +74,11 @@ int64_t server_now(void);
  * number of deliveries or -1 when out of memory. */
 long server_publish(struct server *server, struct message *message,
                     const struct hub_subscriber *except, char *epoch);
+
+/* True when limits.max_memory is set and the heap in use (measured at
+ * most a few milliseconds ago) has reached it: new connections,
+ * subscriptions and publishes are then refused. */
+bool server_over_memory(struct server *server);
 
 /* For conn.c: queue a closed connection to be freed on the next loop pass. */
 void server_schedule_reap(struct server *server);

@@ -15,6 +15,8 @@ static const char *const stats_reject_names[STATS_REJECT_COUNT] = {
     [STATS_REJECT_LIMIT] = "limit",
     [STATS_REJECT_TIMEOUT] = "timeout",
     [STATS_REJECT_TOO_LARGE] = "too_large",
+    [STATS_REJECT_ADDRESS_LIMIT] = "address_limit",
+    [STATS_REJECT_MEMORY] = "memory",
 };
 
 const char *stats_reject_name(enum stats_reject reason)

@@ -18,6 +18,8 @@ enum stats_reject {
     STATS_REJECT_LIMIT,
     STATS_REJECT_TIMEOUT,
     STATS_REJECT_TOO_LARGE,
+    STATS_REJECT_ADDRESS_LIMIT,     /* max_connections_per_ip */
+    STATS_REJECT_MEMORY,            /* max_memory */
     STATS_REJECT_COUNT,
 };
 
@@ -36,6 +38,9 @@ struct stats {
     uint64_t deliveries;
     uint64_t bytes_sent;
     uint64_t slow_reader_drops;
+    uint64_t rate_limited;           /* connections closed for messages_per_second */
+    uint64_t memory_refusals;        /* subscriptions and publishes refused for max_memory */
+    uint64_t subscription_bytes;     /* gauge: what pubsub subscriptions allocate */
     struct stats_route *routes;
     size_t route_count;
 };

@@ -28,14 +28,30 @@ METRICS = {
     "wsbroker_slow_reader_drops_total": "counter",
     "wsbroker_channels": "gauge",
     "wsbroker_subscriptions": "gauge",
+    "wsbroker_rate_limited_total": "counter",
+    "wsbroker_memory_refusals_total": "counter",
+    "wsbroker_history_messages": "gauge",
+    "wsbroker_client_connections": "gauge",
+    "wsbroker_client_addresses": "gauge",
+    "wsbroker_outbound_queued_bytes": "gauge",
+    "wsbroker_memory_bytes": "gauge",
+    "wsbroker_memory_heap_bytes": "gauge",
+    "wsbroker_memory_resident_bytes": "gauge",
+    "wsbroker_memory_limit_bytes": "gauge",
 }
 UNLABELLED = ["wsbroker_http_requests_total", "wsbroker_messages_received_total",
               "wsbroker_bytes_received_total", "wsbroker_messages_published_total",
               "wsbroker_deliveries_total", "wsbroker_bytes_sent_total",
               "wsbroker_slow_reader_drops_total", "wsbroker_channels",
-              "wsbroker_subscriptions"]
+              "wsbroker_subscriptions", "wsbroker_rate_limited_total",
+              "wsbroker_memory_refusals_total", "wsbroker_history_messages",
+              "wsbroker_client_connections", "wsbroker_client_addresses",
+              "wsbroker_outbound_queued_bytes", "wsbroker_memory_heap_bytes",
+              "wsbroker_memory_resident_bytes", "wsbroker_memory_limit_bytes"]
+MEMORY_AREAS = ["connections", "subscriptions", "channels"]
 REJECT_REASONS = ["bad_request", "method", "version", "origin", "not_found", "bad_channel",
-                  "auth", "forbidden", "limit", "timeout", "too_large"]
+                  "auth", "forbidden", "limit", "timeout", "too_large", "address_limit",
+                  "memory"]
 
 
 # ---------------------------------------------------------------- the parser
@@ -234,6 +250,13 @@ def test_every_metric_has_help_type_and_samples(b):
             assert set(labels) == {"route"}, labels
         if name == "wsbroker_handshakes_rejected_total":
             assert set(labels) == {"reason"} and labels["reason"] in REJECT_REASONS, labels
+        if name == "wsbroker_memory_bytes":
+            assert set(labels) == {"area"} and labels["area"] in MEMORY_AREAS, labels
+    assert sorted(l["area"] for n, l, _ in m.samples if n == "wsbroker_memory_bytes") == \
+        sorted(MEMORY_AREAS)
+    assert m.get("wsbroker_memory_heap_bytes") > 0
+    assert m.get("wsbroker_memory_resident_bytes") > 0
+    assert m.get("wsbroker_memory_limit_bytes") == 0
     # A fresh broker has nothing open.
     assert m.get("wsbroker_channels") == 0
     assert m.get("wsbroker_subscriptions") == 0

@@ -99,6 +99,10 @@ static void test_defaults(void **state)
     assert_int_equal(config->limits.outbound_queue_max, 4194304);
     assert_int_equal(config->limits.request_head_max, 8192);
     assert_int_equal(config->limits.max_subscriptions, 256);
+    assert_int_equal(config->limits.max_connections_per_ip, 0);
+    assert_int_equal(config->limits.messages_per_second, 0);
+    assert_int_equal(config->limits.burst, 0);
+    assert_int_equal(config->limits.max_memory, 0);
     assert_int_equal(config->route_count, 0);
     assert_null(config->routes);
     assert_null(config->http.static_root);
@@ -118,6 +122,23 @@ static void test_defaults(void **state)
     assert_int_equal(config->log_level, LOG_LEVEL_INFO);
     assert_int_equal(config->shutdown_timeout, 5);
     config_release(config);
+}
+
+static void test_rate_and_memory_limits(void **state)
+{
+    struct config *config = parse_ok(LISTEN "limits = { messages_per_second = 20; };\n");
+    assert_int_equal(config->limits.messages_per_second, 20);
+    assert_int_equal(config->limits.burst, 20);    /* one second's worth */
+    config_release(config);
+    config = parse_ok(LISTEN "limits = { messages_per_second = 20; burst = 100;\n"
+                             "  max_memory = 1048576; };\n");
+    assert_int_equal(config->limits.burst, 100);
+    assert_int_equal(config->limits.max_memory, 1048576);
+    config_release(config);
+    expect_error(LISTEN "limits = {\n  burst = 5;\n};\n",
+                 "t.conf:3: 'limits.burst' needs 'limits.messages_per_second'");
+    expect_error(LISTEN "limits = {\n  max_memory = 1048575;\n};\n",
+                 "t.conf:3: 'limits.max_memory' must be 0 (no limit) or at least 1048576 bytes");
 }
 
 static void test_empty_groups_keep_defaults(void **state)
@@ -239,6 +260,11 @@ static const struct integer_key integer_keys[] = {
     { "limits", "request_head_max", "1024", "1048576", "1023", "1048577",
       "between 1024 and 1048576" },
     { "limits", "max_subscriptions", "1", "100000", "0", "100001", "between 1 and 100000" },
+    { "limits", "max_connections_per_ip", "0", "10000000", "-1", "10000001",
+      "between 0 and 10000000" },
+    { "limits", "messages_per_second", "0", "1000000", "-1", "1000001", "between 0 and 1000000" },
+    { "limits", "max_memory", "0", "1125899906842624", "-1", "1125899906842625",
+      "between 0 and 1125899906842624" },
     { "channels[0]", "history", "0", "100000", "-1", "100001", "between 0 and 100000" },
     { "channels[0]", "history_ttl", "0", "31536000", "-1", "31536001",
       "between 0 and 31536000" },
@@ -442,8 +468,8 @@ static void test_unknown_keys(void **state)
     expect_error(LISTEN "proxy = {\n trusted = [ ];\n headers = [ ];\n};\n",
                  "t.conf:4: unknown key 'proxy.headers'");
     expect_error(LISTEN "compression = { };\n", "t.conf:2: unknown key 'compression'");
-    expect_error(LISTEN "limits = {\n max_connections_per_ip = 0;\n};\n",
-                 "t.conf:3: unknown key 'limits.max_connections_per_ip'");
+    expect_error(LISTEN "limits = {\n max_connections_per_host = 0;\n};\n",
+                 "t.conf:3: unknown key 'limits.max_connections_per_host'");
     expect_error(LISTEN "http = {\n metrics_deny = [ ];\n};\n",
                  "t.conf:3: unknown key 'http.metrics_deny'");
     expect_error(LISTEN "channels = (\n { match = \"*\"; },\n { match = \"a\";\n"
@@ -2150,6 +2176,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_empty_groups_keep_defaults),
+        cmocka_unit_test(test_rate_and_memory_limits),
         cmocka_unit_test(test_every_key_set),
         cmocka_unit_test(test_integer_keys),
         cmocka_unit_test(test_integers_do_not_wrap),
