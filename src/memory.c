@@ -12,8 +12,10 @@
 #endif
 
 #if defined(MEMORY_FROM_SANITIZER)
-/* AddressSanitizer replaces the allocator, so glibc's figures stay empty. */
-#include <sanitizer/allocator_interface.h>
+/* AddressSanitizer replaces the allocator, so glibc's figures stay empty;
+ * its runtime exports this (declared here: gcc ships no header for it). */
+#include <stddef.h>
+size_t __sanitizer_get_current_allocated_bytes(void);
 #elif defined(HAVE_MALLINFO2)
 #include <malloc.h>
 #endif
