@@ -143,8 +143,9 @@ def test_slowloris_is_cut_at_handshake_timeout_and_real_clients_are_served(broke
     during = [r for r in prober.rounds if attack.started <= r[0] <= last_close]
     assert any(attack.ready <= r[0] < first_close for r in during), prober.rounds
     assert len(during) >= 10, during
+    # Never as long as a slow connection is held: nobody waits for them to go.
     slowest = max(seconds for _, seconds in during)
-    assert slowest < 2.0, "a real client took %.2f s during the attack" % slowest
+    assert slowest < timeout - 0.5, "a real client took %.2f s during the attack" % slowest
 
     # Memory: bounded per slow connection, however long it trickles. The
     # peak is taken while all of them are held, before the 408s go out.
