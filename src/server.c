@@ -136,13 +136,19 @@ static void server_set_accepting(struct server *server, bool accepting)
     }
 }
 
+static bool server_accept_starved(int error)
+{
+    return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
 /* A throwaway socket needs what accept() needs: a free descriptor and a
- * file the kernel can allocate. */
+ * file the kernel can allocate. Any other failure (a sandbox refusing Unix
+ * sockets) says nothing about that, and must not keep accepting paused. */
 static bool server_can_open_socket(void)
 {
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (probe < 0)
-        return false;
+        return !server_accept_starved(errno);
     close(probe);
     return true;
 }
@@ -177,7 +183,7 @@ static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
     (void)listener;
     struct server *server = ((struct server_listener *)arg)->server;
     int error = EVUTIL_SOCKET_ERROR();
-    if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) {
+    if (!server_accept_starved(error)) {
         log_warn(&server->log, "accept: %s", evutil_socket_error_to_string(error));
         return;
     }
