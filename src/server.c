@@ -156,32 +156,64 @@ static void server_set_accepting(struct server *server, bool accepting)
     }
 }
 
+static bool server_accept_starved(int error)
+{
+    return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
+/* A throwaway socket needs what accept() needs: a free descriptor and a
+ * file the kernel can allocate. Any other failure (a sandbox refusing Unix
+ * sockets) says nothing about that, and must not keep accepting paused. */
+static bool server_can_open_socket(void)
+{
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return !server_accept_starved(errno);
+    close(probe);
+    return true;
+}
+
+/* Paused: retries once a descriptor is free, else waits another pause.
+ * Accepting again: one whole pause without an accept error ends the episode. */
 static void server_accept_resume_cb(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
     (void)events;
     struct server *server = arg;
-    server->accept_paused = false;
-    if (!server->shutting_down)
+    struct timeval delay = { SERVER_ACCEPT_PAUSE_SECONDS, 0 };
+    if (server->shutting_down) {
+        server->accept_paused = false;
+    } else if (!server->accept_paused) {
+        log_warn(&server->log, "accept: accepting new connections again");
+    } else if (!server_can_open_socket()) {
+        evtimer_add(server->accept_resume_timer, &delay);
+    } else {
+        server->accept_paused = false;
         server_set_accepting(server, true);
+        evtimer_add(server->accept_resume_timer, &delay);
+    }
 }
 
 /* Out of descriptors, accept() fails at once on every loop pass with the
- * connection still pending: pause instead of spinning, and say so once. */
+ * connection still pending: pause instead of spinning. An episode (from
+ * the first failure to a pause without one) is logged when it begins and
+ * when it ends, not at every retry. */
 static void server_accept_error_cb(struct evconnlistener *listener, void *arg)
 {
     (void)listener;
     struct server *server = ((struct server_listener *)arg)->server;
     int error = EVUTIL_SOCKET_ERROR();
-    if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) {
+    if (!server_accept_starved(error)) {
         log_warn(&server->log, "accept: %s", evutil_socket_error_to_string(error));
         return;
     }
     if (server->accept_paused)
         return;
+    /* The timer runs from the first failure until the episode ends. */
+    if (!evtimer_pending(server->accept_resume_timer, NULL))
+        log_error(&server->log, "accept: %s; pausing new connections, retrying every %d s",
+                  evutil_socket_error_to_string(error), SERVER_ACCEPT_PAUSE_SECONDS);
     server->accept_paused = true;
-    log_error(&server->log, "accept: %s; pausing new connections for %d s",
-              evutil_socket_error_to_string(error), SERVER_ACCEPT_PAUSE_SECONDS);
     server_set_accepting(server, false);
     struct timeval delay = { SERVER_ACCEPT_PAUSE_SECONDS, 0 };
     evtimer_add(server->accept_resume_timer, &delay);

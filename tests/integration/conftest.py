@@ -8,12 +8,14 @@ Raw("...") is inserted as libconfig text, and None removes the setting.
 `broker(text=...)` writes a whole config instead; "@PORT@" and
 "@STATIC_ROOT@" in it are substituted. `broker(tls={...})` gives every
 listener of the default config that tls group (its url() is then wss://).
+`broker(nofile=N)` starts the process with RLIMIT_NOFILE N (soft and hard).
 
 On teardown every broker gets SIGTERM and must exit 0 within 10 s with no
 sanitizer report on stderr.
 """
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -204,8 +206,9 @@ def port_accepts(address, port):
 # ---------------------------------------------------------------- the broker
 
 class Broker:
-    def __init__(self, workdir, addresses=("127.0.0.1",), tls=None):
+    def __init__(self, workdir, addresses=("127.0.0.1",), tls=None, nofile=None):
         self.workdir = str(workdir)
+        self.nofile = nofile
         self.addresses = tuple(addresses)
         self.tls = tls
         self.static_root = make_static_root(self.workdir)
@@ -242,7 +245,8 @@ class Broker:
         self._stdout = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen([binary_path(), "-f", "-c", self.config_path],
                                      stdin=subprocess.DEVNULL, stdout=self._stdout,
-                                     stderr=self._stderr, cwd=self.workdir)
+                                     stderr=self._stderr, cwd=self.workdir,
+                                     preexec_fn=self._limit_files if self.nofile else None)
         deadline = time.monotonic() + START_TIMEOUT
         pending = list(self.addresses)
         while pending:
@@ -258,6 +262,11 @@ class Broker:
                                      (pending[0], self.port, START_TIMEOUT, self.log()))
             time.sleep(0.02)
         return self
+
+    def _limit_files(self):
+        """In the child before exec: the hard limit too, or the daemon would
+        raise its soft limit up to it."""
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def url(self, path="/echo", host="127.0.0.1"):
         if ":" in host:
@@ -339,10 +348,11 @@ class BrokerFactory:
         self.base = str(base)
         self.brokers = []
 
-    def __call__(self, text=None, addresses=("127.0.0.1",), start=True, tls=None, **overrides):
+    def __call__(self, text=None, addresses=("127.0.0.1",), start=True, tls=None, nofile=None,
+                 **overrides):
         workdir = os.path.join(self.base, "broker%d" % len(self.brokers))
         os.makedirs(workdir, exist_ok=True)
-        b = Broker(workdir, addresses=addresses, tls=tls)
+        b = Broker(workdir, addresses=addresses, tls=tls, nofile=nofile)
         self.brokers.append(b)
         b.write_config(overrides, text)
         if start:

@@ -1,5 +1,6 @@
 """Static files over plain HTTP and the strict request-head parser."""
 
+import select
 import time
 
 import pytest
@@ -126,8 +127,9 @@ def test_configured_request_head_max_applies(broker):
     assert_closing_response(http_exchange(b.port, request), 431)
 
 
-def test_more_than_64_headers_is_431(shared_broker):
-    headers = "".join("X-H%d: v\r\n" % i for i in range(70))
+@pytest.mark.parametrize("extra", [64, 70])      # with Host: 65 and 71 headers
+def test_more_than_64_headers_is_431(shared_broker, extra):
+    headers = "".join("X-H%d: v\r\n" % i for i in range(extra))
     request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % headers
     response = http_exchange(shared_broker.port, request)
     assert_closing_response(response, 431)
@@ -138,6 +140,41 @@ def test_64_headers_are_accepted(shared_broker):
     request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % headers
     response = http_exchange(shared_broker.port, request)
     assert_closing_response(response, 200)
+
+
+def trickle_head(port, pieces):
+    """Sends the pieces one by one, 5 ms apart; no answer may come before
+    the last. Then returns what the server answers."""
+    with WSClient.open(port) as client:
+        for piece in pieces[:-1]:
+            client.send_raw(piece)
+            time.sleep(0.005)
+            readable, _, _ = select.select([client.sock], [], [], 0)
+            assert not readable, "answered before the limit: %r" % client.sock.recv(4096)
+        client.send_raw(pieces[-1])
+        data, closed = read_until_close(client.sock, timeout=5)
+    assert closed
+    return data
+
+
+def test_head_in_small_pieces_is_431_at_request_head_max(broker):
+    """The bound holds across reads: the answer comes as soon as the
+    unfinished head reaches request_head_max, in whatever pieces it came."""
+    limit = 1024
+    b = broker(limits={"request_head_max": limit})
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
+        b"X-Fill-%03d: %s\r\n" % (i, b"a" * 40) for i in range(40))
+    head = head[:limit]                        # no end of head in it
+    pieces = [head[i:i + 16] for i in range(0, len(head), 16)]
+    assert trickle_head(b.port, pieces).startswith(b"HTTP/1.1 431 ")
+
+
+def test_65th_header_in_small_pieces_is_431(shared_broker):
+    lines = [b"GET / HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n"]
+    lines += [b"X-H%d: v\r\n" % i for i in range(63)]
+    # Each line in two pieces; the 65th header is refused as it begins.
+    pieces = [part for line in lines for part in (line[:3], line[3:])] + [b"X-H"]
+    assert trickle_head(shared_broker.port, pieces).startswith(b"HTTP/1.1 431 ")
 
 
 def test_incomplete_head_gets_408_after_handshake_timeout(broker):
