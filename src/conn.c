@@ -209,7 +209,7 @@ static struct bufferevent *conn_new_bufferevent(struct server *server, evutil_so
 }
 
 void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
-                 int address_length, struct tls_context *tls)
+                 int address_length, struct tls_context *tls, const struct timespec *accepted_at)
 {
     int one = 1;
     if (address->sa_family == AF_INET || address->sa_family == AF_INET6)
@@ -259,7 +259,10 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
         conn_drop(conn);
         return;
     }
-    conn_arm_timer_seconds(conn, conn->config->websocket.handshake_timeout);
+    /* The head is due handshake_timeout after accept(), however long a
+     * TLS listener spent looking at the first bytes. */
+    struct timespec start = accepted_at != NULL ? *accepted_at : conn_now();
+    conn_arm_timer_at(conn, conn_time_add(start, conn->config->websocket.handshake_timeout));
     log_debug(&server->log, "accept %s", conn->peer);
     /* A trusted proxy carries many clients: its connections are counted
      * by the address it forwards, once the request head says which. */

@@ -14,15 +14,18 @@
 
 #include <event2/util.h>
 #include <sys/socket.h>
+#include <time.h>
 
 struct server;
 struct conn;
 struct tls_context;
 
 /* Takes ownership of fd (an accepted socket). tls: the listener's TLS
- * context, or NULL for a plain listener. */
+ * context, or NULL for a plain listener. accepted_at: when accept()
+ * returned it on CLOCK_MONOTONIC, or NULL for now; handshake_timeout
+ * counts from then. */
 void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
-                 int address_length, struct tls_context *tls);
+                 int address_length, struct tls_context *tls, const struct timespec *accepted_at);
 
 /* Starts a server-initiated close: a WebSocket gets a close frame with code
  * and reason and close_timeout to answer; anything else is dropped. */

@@ -16,6 +16,7 @@
 #include "memory.h"
 #include "notify.h"
 #include "privileges.h"
+#include "proxy.h"
 #include "tls.h"
 #include "wsframe.h"
 
@@ -93,7 +94,33 @@ struct server_sniff {
     struct tls_context *tls;
     struct sockaddr_storage address;
     int address_length;
+    struct timespec accepted_at;    /* handshake_timeout counts from here */
+    struct addrcount_key key;       /* held in server->addresses while sniffing */
+    bool counted;
 };
+
+/* A client still being looked at holds its place under
+ * max_connections_per_ip, so silent TLS connections cannot pile up from
+ * one address. Returns false when the address is over the limit. */
+static bool server_sniff_count(struct server_sniff *sniff)
+{
+    struct server *server = sniff->server;
+    if (proxy_peer_trusted((struct sockaddr *)&sniff->address, &server->config->proxy) ||
+        !addrcount_key_of((struct sockaddr *)&sniff->address, &sniff->key))
+        return true;
+    unsigned count = addrcount_add(server->addresses, &sniff->key);
+    sniff->counted = count > 0;
+    unsigned limit = server->config->limits.max_connections_per_ip;
+    return count > 0 && (limit == 0 || count <= limit);
+}
+
+static void server_sniff_free(struct server_sniff *sniff)
+{
+    if (sniff->counted)
+        addrcount_remove(sniff->server->addresses, &sniff->key);
+    tls_context_release(sniff->tls);
+    free(sniff);
+}
 
 static void server_sniff_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -110,13 +137,16 @@ static void server_sniff_cb(evutil_socket_t fd, short events, void *arg)
         (void)shutdown(fd, SHUT_WR);
         evutil_closesocket(fd);
     } else if (length > 0 && !sniff->server->shutting_down) {
+        /* The connection counts its address itself from here on. */
+        if (sniff->counted)
+            addrcount_remove(sniff->server->addresses, &sniff->key);
+        sniff->counted = false;
         conn_accept(sniff->server, fd, (struct sockaddr *)&sniff->address,
-                    sniff->address_length, sniff->tls);
+                    sniff->address_length, sniff->tls, &sniff->accepted_at);
     } else {
         evutil_closesocket(fd);   /* timed out or closed before saying anything */
     }
-    tls_context_release(sniff->tls);
-    free(sniff);
+    server_sniff_free(sniff);
 }
 
 static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
@@ -125,7 +155,7 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     (void)listener;
     struct server_listener *bound = arg;
     if (bound->tls == NULL) {
-        conn_accept(bound->server, fd, address, address_length, NULL);
+        conn_accept(bound->server, fd, address, address_length, NULL, NULL);
         return;
     }
     struct server_sniff *sniff = calloc(1, sizeof(*sniff));
@@ -139,9 +169,12 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
     sniff->tls = tls_context_retain(bound->tls);
     memcpy(&sniff->address, address, (size_t)address_length);
     sniff->address_length = address_length;
-    if (event_base_once(bound->server->base, fd, EV_READ, server_sniff_cb, sniff, &timeout) != 0) {
-        tls_context_release(sniff->tls);
-        free(sniff);
+    clock_gettime(CLOCK_MONOTONIC, &sniff->accepted_at);
+    /* Over the per-address limit, a TLS client cannot be told 503 before
+     * its handshake: it is closed at once. */
+    if (!server_sniff_count(sniff) ||
+        event_base_once(bound->server->base, fd, EV_READ, server_sniff_cb, sniff, &timeout) != 0) {
+        server_sniff_free(sniff);
         evutil_closesocket(fd);
     }
 }

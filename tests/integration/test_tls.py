@@ -518,6 +518,50 @@ def test_handshake_timeout_drops_an_unfinished_tls_handshake(tb_short, certs):
         % elapsed
 
 
+def test_handshake_timeout_counts_from_accept_not_from_the_first_byte(tb_short, certs):
+    """A client that waits before its first byte gets no extra time: the
+    TLS listener's look at the first bytes is part of handshake_timeout."""
+    late = socket.create_connection(("127.0.0.1", tb_short.port), timeout=6)
+    try:
+        started = time.monotonic()
+        time.sleep(0.7)
+        late.sendall(client_hello()[:30])
+        data, closed = read_until_close(late, 6)
+        elapsed = time.monotonic() - started
+    finally:
+        late.close()
+    assert closed and not data.startswith(b"HTTP/"), data
+    assert elapsed < 1.6, "closed %.1f s after accept, handshake_timeout is 1 s" % elapsed
+
+
+def test_per_ip_limit_closes_extra_silent_tls_connections(factory, certs):
+    """Connections still being looked at hold their address's places, and
+    one over the limit is closed at once (no 503 is possible before TLS)."""
+    b = factory(tls={"cert": certs.server, "key": certs.server_key},
+                limits={"max_connections_per_ip": 3})
+    silent = []
+    try:
+        for _ in range(3):
+            sock = socket.socket()
+            sock.bind(("127.0.0.9", 0))
+            sock.connect(("127.0.0.1", b.port))
+            silent.append(sock)
+        extra = socket.socket()
+        extra.bind(("127.0.0.9", 0))
+        extra.connect(("127.0.0.1", b.port))
+        silent.append(extra)
+        data, closed = read_until_close(extra, QUICK)
+        assert closed and data == b"", data
+        # Another address is served meanwhile, over TLS.
+        ws = ws_connect(b.port, "/echo", tls=client_context(certs))
+        ws.send_text("hello")
+        assert ws.recv_message()[1] == b"hello"
+        ws.close()
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_sigterm_closes_wss_connections_1001_and_exits_0(factory, certs):
     b = factory(tls={"cert": certs.server, "key": certs.server_key})
     clients = [ws_connect(b.port, path, tls=client_context(certs))
