@@ -183,3 +183,30 @@ def test_slowloris_filling_max_connections_gets_real_clients_a_quick_503(broker,
     finally:
         attack.kill()
     assert all(conn["answer"].startswith("HTTP/1.1 408 ") for conn in results), results[:3]
+
+
+def test_per_ip_limit_keeps_a_slowloris_address_from_filling_max_connections(broker, tmp_path):
+    """500 slow connections from one address against max_connections = 100:
+    without max_connections_per_ip they would fill it; with a limit of 50,
+    the rest are refused at once and real clients keep getting in."""
+    count, per_ip, timeout = 500, 50, 3
+    b = broker(log_level="info", websocket={"handshake_timeout": timeout},
+               limits={"max_connections": 100, "max_connections_per_ip": per_ip})
+    prober = Prober(b.port)
+    prober.start()
+    attack = Attack(b.port, count, limit=timeout + 3 * SLACK, workdir=str(tmp_path))
+    try:
+        attack.wait_ready()
+        results = attack.results(timeout=timeout + 4 * SLACK)
+    finally:
+        prober.stop.set()
+        prober.join(15)
+        attack.kill()
+    refused = [c for c in results if c["answer"].startswith("HTTP/1.1 503 ")]
+    timed_out = [c for c in results if c["answer"].startswith("HTTP/1.1 408 ")]
+    assert len(refused) == count - per_ip and len(timed_out) == per_ip, \
+        (len(refused), len(timed_out), [c for c in results if c not in refused + timed_out][:3])
+    # Refused ones are answered at once, not held to the timeout.
+    assert all(c["closed"] - c["connected"] < 1.0 for c in refused), refused[:3]
+    assert not prober.errors, prober.errors[:5]
+    assert len(prober.rounds) >= 5, prober.rounds
