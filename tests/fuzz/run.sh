@@ -31,7 +31,7 @@ while getopts j: option; do
     esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] && [ $# -le 3 ] || usage
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage; fi
 seconds=$1
 bindir=$2
 out=${3:-"$bindir/out"}
@@ -55,9 +55,20 @@ mkdir -p "$out/logs" "$out/artifacts" || exit 2
 out=$(cd "$out" && pwd)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/wsbroker-fuzz.XXXXXX") || exit 2
+lanes=
+# Interrupted: stop the lanes (each stops its fuzzer) before cleaning up,
+# so that no lane goes on to its next target.
+# shellcheck disable=SC2317 # called from the traps
+stop() {
+    trap - INT TERM
+    # shellcheck disable=SC2086 # a list of process ids
+    [ -z "$lanes" ] || kill $lanes 2>/dev/null
+    wait
+    exit "$1"
+}
 trap 'rm -rf "$work"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'stop 130' INT
+trap 'stop 143' TERM
 
 # "key: value" from a libFuzzer status line such as
 # "#123 DONE cov: 412 ft: 1800 corp: 90/3Kb lim: 4096 exec/s: 2057 rss: 50Mb"
@@ -101,11 +112,15 @@ run_target() {
         fi
     fi
     echo "running $name for ${seconds}s"
+    # In the background so that the lane's TERM trap can stop it at once.
     # shellcheck disable=SC2086 # FUZZ_FLAGS is a list of flags
     "$bindir/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_FLAGS:-} \
-        "$corpus" </dev/null >"$log" 2>&1
+        "$corpus" </dev/null >"$log" 2>&1 &
+    fuzzer=$!
+    wait "$fuzzer"
     rc=$?
+    fuzzer=
 
     status=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
     cov=$(field "$status" 'cov:')
@@ -139,12 +154,16 @@ run_target() {
 lane=0
 while [ "$lane" -lt "$jobs" ]; do
     (
+        fuzzer=
+        trap '[ -z "$fuzzer" ] || { kill "$fuzzer"; wait "$fuzzer"; } 2>/dev/null; exit 143' TERM
+        trap '' INT
         index=0
         for name in $TARGETS; do
             [ $((index % jobs)) -eq "$lane" ] && run_target "$name"
             index=$((index + 1))
         done
     ) &
+    lanes="$lanes $!"
     lane=$((lane + 1))
 done
 wait
