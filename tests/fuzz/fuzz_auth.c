@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "auth.h"
+#include "fuzz.h"
 #include "utf8.h"
 
 #define NOW ((time_t)1700000000)

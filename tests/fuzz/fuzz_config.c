@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fuzz.h"
 
 #define CHECK(cond)                                                                       \
     do {                                                                                  \

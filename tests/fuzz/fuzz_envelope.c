@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "envelope.h"
+#include "fuzz.h"
 
 #define CHECK(cond)                                                                         \
     do {                                                                                    \

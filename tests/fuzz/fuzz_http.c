@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "deflate.h"
+#include "fuzz.h"
 #include "handshake.h"
 #include "http.h"
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz.h"
 #include "utf8.h"
 
 #define REF_INVALID UTF8_INVALID

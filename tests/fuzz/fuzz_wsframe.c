@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "deflate.h"
+#include "fuzz.h"
 #include "utf8.h"
 #include "wsframe.h"
 
