@@ -16,7 +16,11 @@
  *   reject when it does not understand the listed extensions (it never
  *   does here).
  * - It refuses a "typ" header other than "JWT" (RFC 9068's "at+jwt", for
- *   one); such tokens are reported as malformed. */
+ *   one); such tokens are reported as malformed.
+ * - Upstream releases before 1.15.3 compare the HS256 MAC with strcmp(),
+ *   whose timing tells an attacker how much of a forged MAC is right
+ *   (CVE-2024-25189). Distributions patch their 1.10 builds, but the build
+ *   accepts any 1.10, so the MAC is checked here in constant time first. */
 #include "auth.h"
 
 #include <errno.h>
@@ -29,8 +33,10 @@
 #include <jansson.h>
 #include <jwt.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 
@@ -427,6 +433,48 @@ static const char *auth_check_decoded(const struct auth *auth, jwt_t *jwt, time_
     return reason;
 }
 
+/* base64url without padding (RFC 7515 §2) of data into out, which must
+ * hold 4 * ((length + 2) / 3) + 1 bytes; returns the encoded length. */
+static size_t auth_base64url(const unsigned char *data, size_t length, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)length);
+    size_t used = n > 0 ? (size_t)n : 0;
+    while (used > 0 && out[used - 1] == '=')
+        used--;
+    for (size_t i = 0; i < used; i++) {
+        if (out[i] == '+')
+            out[i] = '-';
+        else if (out[i] == '/')
+            out[i] = '_';
+    }
+    out[used] = '\0';
+    return used;
+}
+
+/* The HS256 MAC of a token of the verified shape, compared in constant
+ * time: the time taken does not depend on how many leading characters of a
+ * forged signature are right. Only the length is compared first, and the
+ * length of a valid signature (43 characters) is no secret. */
+static bool auth_hs256_mac_valid(const struct auth *auth, const char *token, size_t length)
+{
+    const char *dot = token + length;
+    while (dot > token && dot[-1] != '.')
+        dot--;
+    size_t signed_length = (size_t)(dot - token) - 1;   /* the shape has two dots */
+    const char *signature = dot;
+    size_t signature_length = length - (size_t)(dot - token);
+
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_length = 0;
+    if (HMAC(EVP_sha256(), auth->key, auth->key_length, (const unsigned char *)token,
+             signed_length, mac, &mac_length) == NULL)
+        return false;
+    char expected[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    size_t expected_length = auth_base64url(mac, mac_length, expected);
+    return signature_length == expected_length &&
+           CRYPTO_memcmp(expected, signature, expected_length) == 0;
+}
+
 static const char *auth_verify_token(const struct auth *auth, const char *token, time_t now,
                                      struct auth_identity *identity)
 {
@@ -435,6 +483,8 @@ static const char *auth_verify_token(const struct auth *auth, const char *token,
         return "token too long";
     if (!auth_token_shape_valid(token, length))
         return "malformed token";
+    if (auth->algorithm == AUTH_HS256 && !auth_hs256_mac_valid(auth, token, length))
+        return auth_failure_reason(auth, token);
 
     jwt_t *jwt = NULL;
     int status = jwt_decode(&jwt, token, auth->key, auth->key_length);

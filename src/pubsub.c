@@ -54,11 +54,34 @@ static void pubsub_send_ok(struct pubsub_session *session, json_t *id, json_t *e
     pubsub_send_text(session, text, length);
 }
 
+/* A raw message from a broadcast route grows when it becomes an event:
+ * JSON spells a control character in six bytes, base64 adds a third. An
+ * event over max_message_size is not delivered (the member sees a gap in
+ * seq), like one refused with too_large at a pubsub publish: queueing a
+ * frame up to six times the limit would let one sender push every pubsub
+ * member of a channel over outbound_queue_max and cut them all off. */
+static bool pubsub_event_deliverable(const struct pubsub_session *session,
+                                     struct message *message)
+{
+    struct shared_frame *frame = message_envelope_frame(message);
+    if (frame == NULL)
+        return false;
+    size_t length = frame->length - shared_frame_payload_offset(frame);
+    if (length <= session->host.config->websocket.max_message_size)
+        return true;
+    log_debug(&session->host.server->log,
+              "not delivering message %llu of %s to %s: its event is %zu bytes, over "
+              "max_message_size", (unsigned long long)message->seq, message->channel,
+              session->host.user != NULL ? session->host.user : "-", length);
+    return false;
+}
+
 static void pubsub_deliver(struct hub_subscriber *subscriber, struct message *message)
 {
     struct pubsub_subscription *subscription = (struct pubsub_subscription *)subscriber;
     struct pubsub_session *session = subscription->session;
-    session->host.send_message(session->host.owner, message);
+    if (pubsub_event_deliverable(session, message))
+        session->host.send_message(session->host.owner, message);
 }
 
 static void pubsub_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame)

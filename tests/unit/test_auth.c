@@ -29,6 +29,7 @@
 
 #define NOW ((time_t)1700000000)
 #define SECRET "correct horse battery staple"
+#define ALICE_CLAIMS "{\"sub\":\"alice\"}"
 
 struct keys {
     EVP_PKEY *rsa;
@@ -543,6 +544,84 @@ static void test_tampered_tokens(void **state)
     check_tampering(AUTH_ES256, encode(JWT_ALG_ES256, keys.ec_private, claims));
 }
 
+/* The HS256 MAC is compared by this module in constant time, whatever
+ * libjwt does; timing is not testable here, correctness is: every
+ * position of the signature counts, its length must be exact, and only the
+ * canonical spelling of the MAC is accepted. */
+static const char base64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *with_signature(const char *token, const char *signature)
+{
+    const char *last = strrchr(token, '.');
+    assert_non_null(last);
+    size_t head = (size_t)(last - token) + 1;
+    char *out = malloc(head + strlen(signature) + 1);
+    assert_non_null(out);
+    memcpy(out, token, head);
+    strcpy(out + head, signature);
+    return out;
+}
+
+static void test_hs256_mac_compare(void **state)
+{
+    struct auth *auth = new_verifier(AUTH_HS256);
+    char *token = encode_hs(ALICE_CLAIMS);
+    accept_owned(auth, strdup(token));
+    const char *signature = strrchr(token, '.') + 1;
+    size_t length = strlen(signature);
+    assert_int_equal(length, 43);   /* 32 bytes, unpadded */
+
+    /* Each position, changed to any other character, is refused. */
+    char *changed = strdup(signature);
+    assert_non_null(changed);
+    for (size_t i = 0; i < length; i++) {
+        /* a spread of replacements, a different one at each position */
+        for (size_t k = i % 7; k < sizeof(base64url_alphabet) - 1; k += 7) {
+            if (base64url_alphabet[k] == signature[i])
+                continue;
+            changed[i] = base64url_alphabet[k];
+            reject_owned(auth, with_signature(token, changed), "bad signature");
+        }
+        changed[i] = signature[i];
+    }
+    free(changed);
+
+    /* The last character holds 4 bits of the MAC and 2 unused ones: a
+     * spelling that differs only there decodes to the same bytes and is
+     * still refused, so there is one valid token per claim set. */
+    const char *at = strchr(base64url_alphabet, signature[length - 1]);
+    assert_non_null(at);
+    int value = (int)(at - base64url_alphabet);
+    assert_int_equal(value & 3, 0);
+    char *respelled = strdup(signature);
+    assert_non_null(respelled);
+    respelled[length - 1] = base64url_alphabet[value | 1];
+    reject_owned(auth, with_signature(token, respelled), "bad signature");
+    free(respelled);
+
+    /* Shorter, longer, empty. */
+    char *shorter = strdup(signature);
+    assert_non_null(shorter);
+    shorter[length - 1] = '\0';
+    reject_owned(auth, with_signature(token, shorter), "bad signature");
+    free(shorter);
+    char *longer = malloc(length + 2);
+    assert_non_null(longer);
+    snprintf(longer, length + 2, "%sA", signature);
+    reject_owned(auth, with_signature(token, longer), "bad signature");
+    free(longer);
+    reject_owned(auth, with_signature(token, ""), "bad signature");
+
+    /* MACs made with a prefix or an extension of the secret. */
+    reject_owned(auth, craft_hs("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", ALICE_CLAIMS,
+                                "correct horse battery stapl"), "bad signature");
+    reject_owned(auth, craft_hs("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", ALICE_CLAIMS,
+                                SECRET "!"), "bad signature");
+    free(token);
+    auth_free(auth);
+}
+
 /* ---- the algorithm guard ---- */
 
 #define NONE_HEADER "{\"alg\":\"none\",\"typ\":\"JWT\"}"
@@ -962,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_wrong_public_key),
         cmocka_unit_test(test_tampered_tokens),
+        cmocka_unit_test(test_hs256_mac_compare),
         cmocka_unit_test(test_alg_none_rejected),
         cmocka_unit_test(test_alg_confusion_rejected),
         cmocka_unit_test(test_crit_header_rejected),

@@ -815,6 +815,57 @@ static void test_size_limit_single_frame(void **state)
     check_stream(&limited, huge, sizeof huge, too_big, COUNT(too_big));
 }
 
+/* A masked binary header declaring length, continuation or not, plus five
+ * payload bytes. */
+static void put_declared(struct bytes *b, uint8_t opcode, uint64_t length)
+{
+    bytes_put_byte(b, (uint8_t)(0x80 | opcode));
+    put_length(b, 0x80, length);
+    bytes_put(b, "\x01\x02\x03\x04", 4);
+    bytes_put(b, "abcde", 5);
+}
+
+/* Lengths compared as 64-bit numbers near the largest limit the config
+ * allows (2^31): a comparison done in 32 bits would read 2^32 + 5 as 5. */
+static void test_size_limit_near_the_largest(void **state)
+{
+    struct ws_decoder_options limited = server_options;
+    limited.max_message_size = UINT64_C(1) << 31;
+    static const struct expect too_big[] = { EV_ERROR(1009, "message too big") };
+    static const uint64_t over[] = {
+        (UINT64_C(1) << 32) + 5, UINT64_C(1) << 32, (UINT64_C(1) << 31) + 1,
+        (UINT64_C(1) << 63) - 1, (UINT64_C(1) << 33) + (UINT64_C(1) << 31),
+    };
+    struct bytes b = { 0 };
+    for (size_t i = 0; i < COUNT(over); i++) {
+        put_declared(&b, WS_OP_BINARY, over[i]);
+        CHECK(&limited, b, too_big);
+        bytes_free(&b);
+    }
+
+    /* The limit itself is no error: the header is taken, payload awaited. */
+    put_declared(&b, WS_OP_BINARY, UINT64_C(1) << 31);
+    check_stream(&limited, b.data, b.len, NULL, 0);
+    bytes_free(&b);
+
+    /* Running totals: 10 bytes, then a continuation of 2^31 - 10 fits and
+     * one of 2^31 - 9 does not. */
+    put_text(&b, false, WS_OP_BINARY, "0123456789");
+    put_declared(&b, WS_OP_CONTINUATION, (UINT64_C(1) << 31) - 10);
+    check_stream(&limited, b.data, b.len, NULL, 0);
+    bytes_free(&b);
+    put_text(&b, false, WS_OP_BINARY, "0123456789");
+    put_declared(&b, WS_OP_CONTINUATION, (UINT64_C(1) << 31) - 9);
+    CHECK(&limited, b, too_big);
+    bytes_free(&b);
+
+    /* Without a limit the largest legal length is taken, and memory follows
+     * the bytes that arrive, not the declaration. */
+    put_declared(&b, WS_OP_BINARY, (UINT64_C(1) << 63) - 1);
+    check_stream(&server_options, b.data, b.len, NULL, 0);
+    bytes_free(&b);
+}
+
 static void test_size_limit_running_total(void **state)
 {
     struct ws_decoder_options limited = server_options;
@@ -1393,6 +1444,7 @@ int main(void)
         cmocka_unit_test(test_data_frame_inside_message),
         cmocka_unit_test(test_length_top_bit_before_size_limit),
         cmocka_unit_test(test_size_limit_single_frame),
+        cmocka_unit_test(test_size_limit_near_the_largest),
         cmocka_unit_test(test_size_limit_running_total),
         cmocka_unit_test(test_text_invalid_utf8),
         cmocka_unit_test(test_text_utf8_fails_mid_frame),
