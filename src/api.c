@@ -470,18 +470,29 @@ size_t api_body_limit(const struct config *config, const char *path, size_t path
                                                           : 0;
 }
 
+bool api_refuse_early(const struct config *config, const struct http_request *http,
+                      size_t path_length, struct api_response *response)
+{
+    memset(response, 0, sizeof(*response));
+    if (api_is_monitoring(http->target, path_length))
+        return false;
+    if (config->http.api_token == NULL) {
+        api_refuse(response, 404, "the API is off (http.api_token is not set)");
+        return true;
+    }
+    if (!api_authorized(config, http)) {
+        api_refuse(response, 401, "a valid bearer token is required");
+        response->extra_headers = "WWW-Authenticate: Bearer\r\n";
+        return true;
+    }
+    return false;
+}
+
 static void api_handle_tree(struct server *server, const struct config *config,
                             const struct api_request *request, struct api_response *response)
 {
-    if (config->http.api_token == NULL) {
-        api_refuse(response, 404, "the API is off (http.api_token is not set)");
+    if (api_refuse_early(config, request->http, request->path_length, response))
         return;
-    }
-    if (!api_authorized(config, request->http)) {
-        api_refuse(response, 401, "a valid bearer token is required");
-        response->extra_headers = "WWW-Authenticate: Bearer\r\n";
-        return;
-    }
     if (api_path_starts(request->path, request->path_length, API_PUBLISH_PREFIX)) {
         api_publish(server, config, request, response);
     } else if (api_path_is(request, API_CHANNELS)) {

@@ -48,6 +48,13 @@ bool api_is_monitoring(const char *path, size_t path_length);
  * endpoint takes no body. */
 size_t api_body_limit(const struct config *config, const char *path, size_t path_length);
 
+/* Refuses a request under /api/ (or /api) from its head alone: 404 while
+ * http.api_token is unset, 401 without the right bearer token. Returns
+ * true with response filled (the caller frees response->body), false when
+ * the request may go on (its body may then be read). */
+bool api_refuse_early(const struct config *config, const struct http_request *http,
+                      size_t path_length, struct api_response *response);
+
 /* Answers a request for one of this module's endpoints. */
 void api_handle(struct server *server, const struct config *config,
                 const struct api_request *request, struct api_response *response);

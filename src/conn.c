@@ -450,8 +450,29 @@ static void conn_frame_unref(const void *data, size_t length, void *extra)
     shared_frame_release(extra);
 }
 
-/* Queues a shared frame by reference; a reader whose queue passes
- * outbound_queue_max is cut off. */
+/* A reader whose queue passes outbound_queue_max is cut off, whatever
+ * filled it: deliveries, and also the pongs and echoes it asked for by
+ * sending, or a client that sends without reading would grow it without
+ * bound. One frame larger than the bound is let into an empty queue, so a
+ * large message never cuts off a reader that is keeping up. Returns false
+ * after dropping the connection. */
+static bool conn_check_queue(struct conn *conn, size_t just_added)
+{
+    if (conn->state != CONN_OPEN)
+        return true;
+    size_t queued = evbuffer_get_length(bufferevent_get_output(conn->bev));
+    if (queued <= conn->config->limits.outbound_queue_max ||
+        queued <= just_added + WSFRAME_MAX_HEADER)
+        return true;
+    log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
+             conn->peer, conn->path, queued);
+    conn->server->stats.slow_reader_drops++;
+    conn_send_close_now(conn, WS_CLOSE_POLICY, "slow reader");
+    conn_drop(conn);
+    return false;
+}
+
+/* Queues a shared frame by reference. */
 static void conn_send_frame(void *owner, struct shared_frame *frame)
 {
     struct conn *conn = owner;
@@ -465,14 +486,7 @@ static void conn_send_frame(void *owner, struct shared_frame *frame)
         conn_drop(conn);
         return;
     }
-    size_t queued = evbuffer_get_length(output);
-    if (queued > conn->config->limits.outbound_queue_max) {
-        log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
-                 conn->peer, conn->path, queued);
-        conn->server->stats.slow_reader_drops++;
-        conn_send_close_now(conn, WS_CLOSE_POLICY, "slow reader");
-        conn_drop(conn);
-    }
+    conn_check_queue(conn, frame->length);
 }
 
 /* The frame of message this connection gets: compressed when it
@@ -1042,6 +1056,14 @@ static bool conn_handle_api(struct conn *conn, const struct http_request *reques
         conn_api_error(conn, request, 413, "request body too large");
         return true;
     }
+    /* Whether the client may use the API is known from the head: the body
+     * of a request that will be refused is never waited for or buffered. */
+    struct api_response early;
+    if (api_refuse_early(conn->config, request, path_length, &early)) {
+        conn_respond_api(conn, request, &early);
+        free(early.body);
+        return true;
+    }
     struct evbuffer *input = bufferevent_get_input(conn->bev);
     size_t total = head_length + (size_t)body_length;
     if (evbuffer_get_length(input) < total)
@@ -1202,6 +1224,7 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
         deflate_compress(options, conn->deflate_params.server_max_window_bits, event->data,
                          event->length, &compressed, &compressed_length) != DEFLATE_OK) {
         conn_write_frame(conn, event->opcode, event->data, event->length);
+        conn_check_queue(conn, event->length);
         return;
     }
     uint8_t header[WSFRAME_MAX_HEADER];
@@ -1212,6 +1235,7 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
         evbuffer_add(output, compressed, compressed_length) != 0)
         conn_drop(conn);
     free(compressed);
+    conn_check_queue(conn, compressed_length);
 }
 
 /* A raw frame on a broadcast route becomes a message on the route's channel. */
@@ -1336,8 +1360,10 @@ static void conn_handle_event(struct conn *conn, const struct ws_event *event)
             conn_handle_message(conn, event);
         break;
     case WS_EVENT_PING:
-        if (conn->state == CONN_OPEN && conn_within_rate(conn))
+        if (conn->state == CONN_OPEN && conn_within_rate(conn)) {
             conn_write_frame(conn, WS_OP_PONG, event->data, event->length);
+            conn_check_queue(conn, event->length);
+        }
         break;
     case WS_EVENT_PONG:
     case WS_EVENT_NONE:

@@ -415,3 +415,88 @@ def test_raw_message_whose_event_outgrows_the_limit_cuts_nobody_off(broker, clie
     late.silent(0.3)
     member.silent(0.1)
     assert "slow reader" not in b.log()
+
+
+# ---------------------------------------------------------------- output the client asks for
+
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def send_until_closed(ws, frame, limit_bytes, timeout=20):
+    """Sends frame over and over without reading; returns bytes sent once
+    the server closes (or limit_bytes is reached)."""
+    sent = 0
+    deadline = time.monotonic() + timeout
+    ws.sock.settimeout(1.0)
+    while sent < limit_bytes and time.monotonic() < deadline:
+        try:
+            ws.sock.sendall(frame)
+        except socket.timeout:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += len(frame)
+    return sent
+
+
+@pytest.mark.parametrize("kind", ["echo", "ping"])
+def test_client_that_sends_without_reading_is_cut_off(broker, kind):
+    """Echoes and pongs count against outbound_queue_max like deliveries:
+    before, a client that sent and never read made the daemon's memory grow
+    with everything it sent."""
+    b = broker(limits={"outbound_queue_max": 65536})
+    ws = ws_connect(b.port, "/echo", rcvbuf=4096)
+    before = vm_rss_kb(b.proc.pid)
+    if kind == "echo":
+        frame = build_frame(OP_BINARY, b"e" * 16384)
+    else:
+        frame = b"".join(build_frame(0x9, b"p" * 125) for _ in range(128))
+    sent = send_until_closed(ws, frame, 64 * 1024 * 1024)
+    b.wait_log("slow reader", timeout=10)
+    assert sent < 64 * 1024 * 1024, "still connected after %d bytes" % sent
+    assert vm_rss_kb(b.proc.pid) - before < 16 * 1024
+    ws.close()
+    ok = ws_connect(b.port, "/echo")
+    ok.send_text("fine")
+    assert ok.recv_message() == (OP_TEXT, b"fine")
+    ok.close()
+
+
+def test_one_frame_larger_than_the_queue_bound_reaches_a_reader(broker, clients):
+    """A reader keeping up gets a message whose frame alone passes
+    outbound_queue_max."""
+    b = broker(limits={"outbound_queue_max": 16384}, routes=STEP2_ROUTES)
+    reader = clients.raw(b.port, "/chat/big")
+    sender = clients.raw(b.port, "/quiet/big")
+    sender.send_binary(b"B" * 60000)
+    assert reader.recv_message(timeout=10) == (OP_BINARY, b"B" * 60000)
+    echo = clients.add(ws_connect(b.port, "/echo"))
+    echo.send_binary(b"E" * 60000)
+    assert echo.recv_message(timeout=10) == (OP_BINARY, b"E" * 60000)
+    assert "slow reader" not in b.log()
+
+
+# ---------------------------------------------------------------- API bodies of strangers
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong"])
+def test_api_refuses_before_the_body_arrives(broker, authorization):
+    b = broker(routes=STEP2_ROUTES, http={"api_token": API_TOKEN},
+               websocket={"max_message_size": 1048576})
+    lines = ["POST /api/publish/news HTTP/1.1", "Host: 127.0.0.1",
+             "Content-Type: application/json", "Content-Length: 1048576"]
+    if authorization is not None:
+        lines.append("Authorization: " + authorization)
+    started = time.monotonic()
+    response = http_exchange(b.port, request_bytes(lines), timeout=5)   # no body sent
+    assert response.status == 401, response
+    assert time.monotonic() - started < 3
+    # with the token the same head waits for its body
+    good = lines[:4] + ["Authorization: Bearer " + API_TOKEN]
+    with WSClient.open(b.port) as client:
+        client.send_raw(request_bytes(good))
+        client.assert_silent(0.5)
