@@ -30,6 +30,7 @@ line.
 
 import json
 import os
+import re
 import selectors
 import socket
 import struct
@@ -806,6 +807,26 @@ def sanitized(binary):
     measure of what the daemon needs."""
     with open(binary, "rb") as f:
         return b"__asan_init" in f.read()
+
+
+SLOW_READER_LINE = re.compile(r"slow reader (\S+) \S+: (\d+) bytes queued, closing 1008")
+
+
+def dropped_peers(log_lines):
+    """{peer address: bytes queued} of the connections a broker's log says
+    it cut off as slow readers."""
+    matches = (SLOW_READER_LINE.search(line) for line in log_lines)
+    return {m.group(1): int(m.group(2)) for m in matches if m}
+
+
+def wait_metric(port, name, value, timeout):
+    """Waits until the metric reaches value; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = metric(port, name)
+        if got >= value or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
 
 
 def metric(port, name):

@@ -17,14 +17,14 @@ plain figures here) and would otherwise hold every freed block back for
 reuse, so RSS would count the traffic instead of what the broker keeps."""
 
 import os
-import re
 import time
 
 import pytest
 
 from conftest import binary_path
-from loadgen import (Publisher, RssSampler, SlowReaders, SubscriberPool, metric,
-                     proc_status_kib, publish_paced, reset_peak_rss, rss_kib, sanitized)
+from loadgen import (Publisher, RssSampler, SlowReaders, SubscriberPool, dropped_peers, metric,
+                     proc_status_kib, publish_paced, reset_peak_rss, rss_kib, sanitized,
+                     wait_metric)
 
 QUEUE_MAX = 256 * 1024
 MESSAGE = 1024
@@ -36,7 +36,6 @@ WINDOW = 64                            # 64 KiB: far below QUEUE_MAX
 BASELINE_MESSAGES = 150                # before the slow readers come and after they went
 SLOW_MESSAGES = 400                    # enough to push every slow reader past QUEUE_MAX
 DROPS = "wsbroker_slow_reader_drops_total"
-SLOW_LINE = re.compile(r"slow reader (\S+) (\S+): (\d+) bytes queued, closing 1008")
 
 # What one slow reader may cost the broker before it is cut off: its queue
 # holds at most QUEUE_MAX bytes plus the frame that crossed the limit.
@@ -66,20 +65,6 @@ def memory_scale(monkeypatch):
 def broker_for_load(broker):
     return broker(limits={"max_connections": 4000, "outbound_queue_max": QUEUE_MAX},
                   log_level="info")
-
-
-def dropped_peers(b):
-    """{peer: bytes queued} of the connections the broker cut off."""
-    return {m.group(1): int(m.group(3)) for m in map(SLOW_LINE.search, b.log_lines()) if m}
-
-
-def wait_metric(port, name, value, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = metric(port, name)
-        if got >= value or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
 
 
 def peak_rss(pid, sampler):
@@ -149,7 +134,7 @@ def test_slow_readers_are_cut_off_while_1000_healthy_keep_latency_and_order(brok
     # stream. A close frame cannot follow the queued frames (the reader
     # does not read them), but one that does arrive must say 1008.
     assert drops == SLOW
-    dropped = dropped_peers(b)
+    dropped = dropped_peers(b.log_lines())
     assert sorted(dropped) == sorted(slow_addresses)
     assert all(queued > QUEUE_MAX for queued in dropped.values())
     for outcome in outcomes:
@@ -187,7 +172,7 @@ def slow_reader_growth(broker, count, message):
             publisher.send(burst)
         growth = peak_rss(pid, sampler) - before
         assert wait_metric(b.port, DROPS, count, 10) == count
-        assert len(dropped_peers(b)) == count
+        assert len(dropped_peers(b.log_lines())) == count
     finally:
         slow.close()
         publisher.close()
