@@ -79,8 +79,8 @@ def read_stamp(opcode, payload, start):
 class Conn:
     """One subscriber inside a worker."""
 
-    __slots__ = ("group", "port", "sock", "key", "head", "buf", "upgraded", "count", "first", "last",
-                 "errors", "closed", "close_code", "lat")
+    __slots__ = ("group", "port", "sock", "key", "head", "buf", "upgraded", "count", "first",
+                 "last", "errors", "closed", "close_code", "lat")
 
     def __init__(self, group, sock, key, lat):
         self.group = group
@@ -378,8 +378,14 @@ class Results:
     def group(self, name):
         return [c for c in self.conns if c["group"] == name]
 
-    def latency(self, group, phase):
-        return self.latencies.get((group, phase), Latency())
+    def latency(self, group, phases):
+        """The latencies of group's messages of one phase or of several."""
+        if isinstance(phases, int):
+            phases = [phases]
+        merged = Latency()
+        for phase in phases:
+            merged.add(self.latencies.get((group, phase), Latency()).buckets)
+        return merged
 
     def failures(self, group, first, last):
         """Connections of group that did not get first..last exactly once in
@@ -799,6 +805,24 @@ class RssSampler(threading.Thread):
         self.halt.set()
         self.join(5)
         return self.peak
+
+
+class PeakRss:
+    """The highest RSS of a process from now until stop(): sampled, and
+    the kernel's own high-water mark (reset here), which also catches a
+    peak between two samples."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.hwm_reset = reset_peak_rss(pid)
+        self.sampler = RssSampler(pid)
+        self.sampler.start()
+
+    def stop(self):
+        peak = self.sampler.stop()
+        if self.hwm_reset:
+            peak = max(peak, proc_status_kib(self.pid, "VmHWM"))
+        return peak
 
 
 def sanitized(binary):
