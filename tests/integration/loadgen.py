@@ -8,7 +8,7 @@ non-blocking sockets, reads every frame, checks that the numbers arrive in
 order without gaps or repeats, and records how long each message took from
 its publisher's send to its receipt (CLOCK_MONOTONIC is one clock for every
 process on the host). While running, a worker reports the lowest number
-every open connection of each group has reached; Publisher uses that as
+every open connection of each group has reached; publish() uses that as
 flow control, so a healthy subscriber is never pushed past the broker's
 outbound_queue_max however the machine schedules the processes.
 
