@@ -53,6 +53,9 @@ enum conn_state {
  * response before the client read it. */
 #define CONN_LINGER_SECONDS 2
 
+/* Frames this long or longer are queued by reference (conn_queue_frame). */
+#define CONN_REFERENCE_MIN 1024
+
 #define CONN_PEER_SIZE (2 * INET6_ADDRSTRLEN + 24)
 #define CONN_TOKEN_MAX 8192
 #define CONN_USER_MAX 64
@@ -472,16 +475,32 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
     return false;
 }
 
-/* Queues a shared frame by reference. */
+/* Adds frame to output: by reference when that saves memory, else as a
+ * copy. libevent gives every referenced piece its own chain of at least
+ * 1 KiB (MIN_BUFFER_SIZE), so a reference to a small frame costs more
+ * than the frame; copies pack into shared chains. Referencing every frame
+ * made a queue of small messages cost up to 60 times its length, and
+ * outbound_queue_max, which counts the length, no bound on memory. */
+static int conn_queue_frame(struct evbuffer *output, struct shared_frame *frame)
+{
+    if (frame->length < CONN_REFERENCE_MIN)
+        return evbuffer_add(output, frame->bytes, frame->length);
+    shared_frame_retain(frame);
+    if (evbuffer_add_reference(output, frame->bytes, frame->length, conn_frame_unref, frame) != 0) {
+        shared_frame_release(frame);
+        return -1;
+    }
+    return 0;
+}
+
+/* Queues a shared frame (conn_check_queue bounds the queue). */
 static void conn_send_frame(void *owner, struct shared_frame *frame)
 {
     struct conn *conn = owner;
     if (conn->state != CONN_OPEN)
         return;
     struct evbuffer *output = bufferevent_get_output(conn->bev);
-    shared_frame_retain(frame);
-    if (evbuffer_add_reference(output, frame->bytes, frame->length, conn_frame_unref, frame) != 0) {
-        shared_frame_release(frame);
+    if (conn_queue_frame(output, frame) != 0) {
         log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
         conn_drop(conn);
         return;

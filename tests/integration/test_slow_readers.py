@@ -41,11 +41,12 @@ DROPS = "wsbroker_slow_reader_drops_total"
 
 # What one slow reader may cost the broker before it is cut off: its queue
 # holds at most QUEUE_MAX bytes plus the frame that crossed the limit.
-# Frames are shared, but libevent gives every referenced piece its own
-# chain of at least 1 KiB (MIN_BUFFER_SIZE), so a queue of 1 KiB frames
-# costs about its length in chains: QUEUE_MAX, plus a quarter for the
-# connection itself and malloc's rounding. A private copy per reader
-# would cost the same; an unbounded queue would pass this at once.
+# Frames of 1 KiB and more are shared, but libevent gives every referenced
+# piece its own chain of at least 1 KiB (MIN_BUFFER_SIZE), so a queue of
+# 1 KiB frames costs about its length in chains; smaller frames are
+# copied, which costs their length too. So: QUEUE_MAX, plus a quarter for
+# the connection itself and malloc's rounding. An unbounded queue, or one
+# whose memory is a multiple of its length, would pass this at once.
 PER_SLOW_READER_KIB = 1.25 * QUEUE_MAX / 1024
 # Shared by all: the frames the slow queues hold (one queue's worth, since
 # they all lag on the same messages), the healthy queues and heap slack.
@@ -207,16 +208,19 @@ def slow_reader_growth(broker, count, message):
     return growth, publisher.sent
 
 
-def test_broker_memory_grows_with_slow_readers_only_as_far_as_their_queues(broker,
+@pytest.mark.parametrize("message", [64, MESSAGE, 4096])
+def test_broker_memory_grows_with_slow_readers_only_as_far_as_their_queues(broker, message,
                                                                           memory_scale):
     """Fresh brokers with 50 and then 200 slow readers and nobody else:
     the memory one slow reader costs stays under PER_SLOW_READER_KIB, and
-    the 150 extra readers add no more than that each."""
-    few, few_sent = slow_reader_growth(broker, 50, MESSAGE)
-    many, many_sent = slow_reader_growth(broker, 200, MESSAGE)
-    print("\nRSS growth: %d KiB for 50 slow readers (%.1f each, %d messages), "
+    the 150 extra readers add no more than that each, whatever the size of
+    the messages queued (a queue of many small ones once cost 16 times
+    outbound_queue_max)."""
+    few, few_sent = slow_reader_growth(broker, 50, message)
+    many, many_sent = slow_reader_growth(broker, 200, message)
+    print("\n%d-byte messages, RSS growth: %d KiB for 50 slow readers (%.1f each, %d messages), "
           "%d KiB for 200 (%.1f each, %d messages)" %
-          (few, few / 50, few_sent, many, many / 200, many_sent))
+          (message, few, few / 50, few_sent, many, many / 200, many_sent))
     assert few <= memory_scale * (50 * PER_SLOW_READER_KIB + SHARED_KIB)
     assert many <= memory_scale * (200 * PER_SLOW_READER_KIB + SHARED_KIB)
     assert (many - few) / 150 <= memory_scale * PER_SLOW_READER_KIB
