@@ -53,6 +53,14 @@ enum conn_state {
  * response before the client read it. */
 #define CONN_LINGER_SECONDS 2
 
+/* Unsent bytes the kernel takes for one connection (plus one write).
+ * Linux sizes a socket's send buffer from the peer's MSS: for a loopback
+ * peer (64 KiB segments) it starts at tcp_wmem[2], 4 MiB by default, which
+ * a peer that stops reading fills before outbound_queue_max sees a byte.
+ * With this mark the backlog stays in the queue that outbound_queue_max
+ * bounds. Bytes in flight are not limited, so fast peers keep their pace. */
+#define CONN_NOTSENT_LOWAT 16384
+
 /* Frames this long or longer are queued by reference (conn_queue_frame). */
 #define CONN_REFERENCE_MIN 1024
 
@@ -215,8 +223,13 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
                  int address_length, struct tls_context *tls, const struct timespec *accepted_at)
 {
     int one = 1;
-    if (address->sa_family == AF_INET || address->sa_family == AF_INET6)
+    if (address->sa_family == AF_INET || address->sa_family == AF_INET6) {
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef TCP_NOTSENT_LOWAT
+        int lowat = CONN_NOTSENT_LOWAT;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+#endif
+    }
 
     struct conn *conn = calloc(1, sizeof(*conn));
     if (conn == NULL) {

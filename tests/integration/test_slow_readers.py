@@ -224,3 +224,24 @@ def test_broker_memory_grows_with_slow_readers_only_as_far_as_their_queues(broke
     assert few <= memory_scale * (50 * PER_SLOW_READER_KIB + SHARED_KIB)
     assert many <= memory_scale * (200 * PER_SLOW_READER_KIB + SHARED_KIB)
     assert (many - few) / 150 <= memory_scale * PER_SLOW_READER_KIB
+
+
+def test_the_kernel_holds_little_for_a_slow_reader_on_loopback(broker):
+    """A slow reader that announces loopback's 64 KiB MSS: Linux would
+    start the broker's send buffer for it at 4 MiB, out of
+    outbound_queue_max's sight. What reaches the reader once it is cut off
+    (all the kernels held for it) must stay small."""
+    b = broker(limits={"outbound_queue_max": 65536})
+    slow = SlowReaders(b.port, "/chat/k", 1, maxseg=None)
+    publisher = Publisher(b.port, "/quiet/k", MESSAGE)
+    try:
+        while metric(b.port, DROPS) < 1 and publisher.sent < 20000:
+            publisher.send(64)
+        assert wait_metric(b.port, DROPS, 1, 10) == 1
+        outcome = slow.outcomes(timeout=10)[0]
+    finally:
+        slow.close()
+        publisher.close()
+    print("\nthe kernels held %d bytes for the slow reader" % outcome["bytes"])
+    assert outcome["ended"]
+    assert outcome["bytes"] <= 128 * 1024
