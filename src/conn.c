@@ -471,7 +471,7 @@ static void conn_frame_unref(const void *data, size_t length, void *extra)
  * sending, or a client that sends without reading would grow it without
  * bound. One frame larger than the bound is let into an empty queue, so a
  * large message never cuts off a reader that is keeping up. Returns false
- * after dropping the connection. */
+ * after starting to close the connection. */
 static bool conn_check_queue(struct conn *conn, size_t just_added)
 {
     if (conn->state != CONN_OPEN)
@@ -483,8 +483,11 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
     log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
              conn->peer, conn->path, queued);
     conn->server->stats.slow_reader_drops++;
-    conn_send_close_now(conn, WS_CLOSE_POLICY, "slow reader");
-    conn_drop(conn);
+    /* It gets no more messages. The close frame goes after what is queued,
+     * the only place it can go: a reader that is slow but alive learns why
+     * once it has read the rest, one that stopped is dropped at
+     * close_timeout, its queue no longer growing. */
+    conn_close(conn, WS_CLOSE_POLICY, "slow reader");
     return false;
 }
 

@@ -689,8 +689,9 @@ class SlowReaders:
 
     def outcomes(self, timeout=10.0):
         """Reads each connection to its end; one dict per reader: "ended"
-        (EOF or reset within timeout), "bytes" read, "frames" whole, and
-        "close_code" when a close frame was among them."""
+        (EOF or reset within timeout), "bytes" read, "frames" whole, the
+        "numbers" of the numbered ones, and "close_code" when a close frame
+        was among them."""
         sel = selectors.DefaultSelector()
         state = {}
         for ws in self.clients:
@@ -720,8 +721,8 @@ class SlowReaders:
         results = []
         for ws in self.clients:
             st = state[ws]
-            frames, close_code = scan_frames(st.pop("data"))
-            st.update(frames=frames, close_code=close_code)
+            frames, numbers, close_code = scan_frames(st.pop("data"))
+            st.update(frames=frames, numbers=numbers, close_code=close_code)
             results.append(st)
         return results
 
@@ -731,9 +732,11 @@ class SlowReaders:
 
 
 def scan_frames(data):
-    """(whole frames, close code of the last whole close frame or None)."""
+    """(whole frames, numbers of the whole numbered binary frames, close
+    code of the last whole close frame or None)."""
     pos = 0
     frames = 0
+    numbers = []
     close_code = None
     while len(data) - pos >= 2:
         length = data[pos + 1] & 0x7F
@@ -750,11 +753,14 @@ def scan_frames(data):
             header = 10
         if pos + header + length > len(data):
             break
-        if data[pos] & 0x0F == OP_CLOSE and length >= 2:
+        opcode = data[pos] & 0x0F
+        if opcode == OP_CLOSE and length >= 2:
             close_code = struct.unpack_from(">H", data, pos + header)[0]
+        elif opcode == OP_BINARY and length >= STAMP.size:
+            numbers.append(STAMP.unpack_from(data, pos + header)[0])
         frames += 1
         pos += header + length
-    return frames, close_code
+    return frames, numbers, close_code
 
 
 # ---------------------------------------------------------------- the broker
