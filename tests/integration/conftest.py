@@ -405,6 +405,25 @@ def config_file(tmp_path):
     return make
 
 
+def binary_is_sanitized():
+    """Whether the daemon is built with AddressSanitizer, whose allocator
+    pads every block and parks freed ones in a quarantine."""
+    with open(binary_path(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+@pytest.fixture
+def memory_scale(monkeypatch):
+    """The factor for memory bounds: 2 under AddressSanitizer (with its
+    quarantine off for the brokers this test starts), else 1."""
+    if not binary_is_sanitized():
+        return 1
+    options = os.environ.get("ASAN_OPTIONS", "")
+    monkeypatch.setenv("ASAN_OPTIONS", (options + ":" if options else "") +
+                       "quarantine_size_mb=0")
+    return 2
+
+
 def run_wsbroker(*args, timeout=10.0, cwd=None):
     """Runs the binary to completion; returns CompletedProcess (text)."""
     return subprocess.run([binary_path()] + list(args), stdin=subprocess.DEVNULL,

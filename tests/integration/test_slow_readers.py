@@ -18,14 +18,12 @@ for these brokers: its allocator pads every block (about 1.5 times the
 plain figures here) and would otherwise hold every freed block back for
 reuse, so RSS would count the traffic instead of what the broker keeps."""
 
-import os
 import time
 
 import pytest
 
-from conftest import binary_path
 from loadgen import (PeakRss, Publisher, SlowReaders, SubscriberPool, dropped_peers, metric,
-                     publish_paced, rss_kib, sanitized, wait_metric)
+                     publish_paced, rss_kib, wait_metric)
 
 QUEUE_MAX = 256 * 1024
 MESSAGE = 1024
@@ -51,18 +49,6 @@ PER_SLOW_READER_KIB = 1.25 * QUEUE_MAX / 1024
 # Shared by all: the frames the slow queues hold (one queue's worth, since
 # they all lag on the same messages), the healthy queues and heap slack.
 SHARED_KIB = 8 * 1024
-
-
-@pytest.fixture
-def memory_scale(monkeypatch):
-    """The factor for memory bounds: 2 under AddressSanitizer (with its
-    quarantine off for the brokers this test starts), else 1."""
-    if not sanitized(binary_path()):
-        return 1
-    options = os.environ.get("ASAN_OPTIONS", "")
-    monkeypatch.setenv("ASAN_OPTIONS", (options + ":" if options else "") +
-                       "quarantine_size_mb=0")
-    return 2
 
 
 def broker_for_load(broker):
