@@ -18,9 +18,9 @@ import time
 import pytest
 
 from conftest import SECRET_CONTENT, STATIC_FILES
-from step2util import API_TOKEN, STEP2_ROUTES, Clients, api, compact, join, leave, pubsub, raw
+from step2util import API_TOKEN, STEP2_ROUTES, Clients, compact, join, leave, pubsub, raw
 from wsclient import (OP_BINARY, OP_TEXT, WSClient, build_frame, http_exchange, http_request,
-                      parse_response_head, read_until_close, upgrade, upgrade_headers, ws_connect)
+                      upgrade, upgrade_headers, ws_connect)
 
 
 @pytest.fixture
