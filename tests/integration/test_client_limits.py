@@ -1,7 +1,6 @@
 """Limits on what one client may take (Step 4): max_connections_per_ip,
 messages_per_second + burst, and max_memory."""
 
-import json
 import re
 import socket
 import time
