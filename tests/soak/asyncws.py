@@ -116,11 +116,13 @@ class Endpoint:
         self.port = port
         self.source = source
 
-    async def open_socket(self):
+    async def open_socket(self, rcvbuf=None):
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
+            if rcvbuf is not None:       # before connect: it sets the window offered
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             if self.source is not None:
                 sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((self.source, 0))
@@ -130,9 +132,9 @@ class Endpoint:
             raise
         return sock
 
-    async def open(self):
+    async def open(self, rcvbuf=None):
         """A plain TCP connection as (reader, writer)."""
-        sock = await self.open_socket()
+        sock = await self.open_socket(rcvbuf)
         try:
             return await asyncio.open_connection(sock=sock, limit=1 << 20)
         except BaseException:
@@ -175,8 +177,8 @@ class WS:
         self.deflate = deflate_on
 
     @classmethod
-    async def connect(cls, endpoint, path, offer_deflate=False):
-        reader, writer = await endpoint.open()
+    async def connect(cls, endpoint, path, offer_deflate=False, rcvbuf=None):
+        reader, writer = await endpoint.open(rcvbuf)
         try:
             key = new_key()
             writer.write(upgrade_request(endpoint.host, endpoint.port, path, key, offer_deflate))

@@ -17,12 +17,13 @@ START_TIMEOUT = 15.0
 
 # The config the driver runs the broker with: short timeouts so that
 # half-open connections are cleared within seconds, compression with a
-# low threshold so deflate streams come and go, and channels whose held
-# messages expire so an idle broker holds no channel at all.
+# low threshold so deflate streams come and go, a small outbound queue so
+# that slow readers are cut off soon, and channels whose held messages
+# expire so an idle broker holds no channel at all.
 CONFIG = """\
 listen = ( {{ address = "{host}"; port = {port}; }} );
 websocket = {{
-    max_message_size = 65536;
+    max_message_size = {max_message_size};
     ping_interval = {ping_interval};
     ping_timeout = {ping_timeout};
     handshake_timeout = {handshake_timeout};
@@ -32,6 +33,7 @@ websocket = {{
 limits = {{
     max_connections = {max_connections};
     max_subscriptions = 16;
+    outbound_queue_max = {outbound_queue_max};
 }};
 routes = (
     {{ path = "/chat/:room"; mode = "broadcast"; channel = "room:{{room}}"; presence_events = true; }},
@@ -46,6 +48,9 @@ http = {{ metrics_allow = [ "127.0.0.0/8", "::1" ]; }};
 log_level = "warn";
 shutdown_timeout = {shutdown_timeout};
 """
+
+# What a slow reader may have queued before it is cut off.
+OUTBOUND_QUEUE_MAX = 262144
 
 TIMEOUTS = {
     "ping_interval": 1,
@@ -88,6 +93,26 @@ class Broker:
         self.log_path = None
         self.binary = None
         self.owned = False
+        self.max_connections = None
+        self.reloads = 0
+
+    def write_config(self):
+        """Writes the config; each reload changes max_message_size by one
+        byte, a change that reaches new connections and harms nobody."""
+        path = os.path.join(self.workdir, "wsbroker.conf")
+        with open(path + ".new", "w") as f:
+            f.write(CONFIG.format(host=self.host, port=self.port,
+                                  max_connections=self.max_connections,
+                                  max_message_size=65536 - self.reloads % 2,
+                                  outbound_queue_max=OUTBOUND_QUEUE_MAX, **TIMEOUTS))
+        os.replace(path + ".new", path)      # never a half-written file at SIGHUP
+        return path
+
+    def reload(self):
+        """SIGHUP an owned broker with a rewritten config."""
+        self.reloads += 1
+        self.write_config()
+        self.proc.send_signal(signal.SIGHUP)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -98,10 +123,8 @@ class Broker:
         broker.binary = binary
         broker.workdir = keep_dir or tempfile.mkdtemp(prefix="wsbroker-soak.")
         os.makedirs(broker.workdir, exist_ok=True)
-        config_path = os.path.join(broker.workdir, "wsbroker.conf")
-        with open(config_path, "w") as f:
-            f.write(CONFIG.format(host=host, port=broker.port, max_connections=max_connections,
-                                  **TIMEOUTS))
+        broker.max_connections = max_connections
+        config_path = broker.write_config()
         broker.log_path = os.path.join(broker.workdir, "wsbroker.stderr")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")

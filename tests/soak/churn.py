@@ -19,8 +19,8 @@ import random
 import resource
 import time
 
-from asyncws import (OP_BINARY, OP_TEXT, WS, Closed, Endpoint, SoakError, read_to_eof,
-                     reset, upgrade_request, new_key)
+from asyncws import (OP_BINARY, OP_TEXT, WS, Closed, Endpoint, SoakError, build_frame,
+                     new_key, read_to_eof, reset, upgrade_request)
 
 # Relative weights of the cycle kinds (half-open ones are also capped in
 # number, see Settings.half_open_per_worker).
@@ -32,6 +32,7 @@ KINDS = {
     "http": 5,
     "half_open_ws": 2,
     "half_open_http": 1,
+    "slow_reader": 1,
 }
 
 # How a WebSocket cycle ends.
@@ -55,7 +56,8 @@ class Settings:
     """What a worker needs to know; plain data so it crosses fork()."""
 
     def __init__(self, host, port, rooms, channels, timeout, half_open_wait,
-                 http_half_open_wait, half_open_per_worker, concurrency):
+                 http_half_open_wait, half_open_per_worker, concurrency,
+                 slow_reader_messages):
         self.host = host
         self.port = port
         self.rooms = rooms
@@ -65,6 +67,7 @@ class Settings:
         self.http_half_open_wait = http_half_open_wait
         self.half_open_per_worker = half_open_per_worker
         self.concurrency = concurrency
+        self.slow_reader_messages = slow_reader_messages
 
 
 class Worker:
@@ -285,6 +288,30 @@ class Worker:
         if not response.startswith(b"HTTP/1.1 408 "):
             raise SoakError("half-open request: %r" % response[:40])
 
+    async def cycle_slow_reader(self):
+        """Floods its own broadcast room and reads nothing: the copies of
+        its own messages pile up until the broker cuts it off (slow reader),
+        in the middle of the very publish that overflowed the queue."""
+        room = "/chat/slow%d" % self.rng.randrange(self.s.rooms)
+        ws = await self.within(WS.connect(self.endpoint, room, rcvbuf=4096), "upgrade")
+        ws.writer.transport.pause_reading()
+        batch = build_frame(OP_BINARY, b"s" * 1024) * 64     # one mask will do
+        try:
+            for _ in range(self.s.slow_reader_messages // 64):
+                if ws.writer.transport.is_closing():
+                    break
+                ws.writer.write(batch)
+                await self.within(ws.drain(), "sending the flood")
+        except (ConnectionResetError, BrokenPipeError):
+            pass                               # cut off before the flood ended
+        ws.writer.transport.resume_reading()
+        try:
+            await asyncio.wait_for(read_to_eof(ws.reader, limit=0), self.s.timeout)
+        except asyncio.TimeoutError:
+            raise SoakError("slow reader not cut off")
+        finally:
+            ws.close_rst()
+
     # ------------------------------------------------------------ loop
 
     def pick(self):
@@ -306,6 +333,8 @@ class Worker:
             await self.cycle_http()
         elif kind == "half_open_http":
             await self.cycle_half_open_http()
+        elif kind == "slow_reader":
+            await self.cycle_slow_reader()
         elif self.rng.random() < 0.5:
             await self.cycle_broadcast(half_open=True)
         else:

@@ -61,6 +61,9 @@ def parse_args(argv):
     p.add_argument("--rss-check", choices=("auto", "on", "off"), default="auto",
                    help="judge RSS: auto skips sanitizer builds, whose RSS is mostly "
                         "quarantine and shadow memory (default auto)")
+    p.add_argument("--reload-every", type=float, default=5.0,
+                   help="with --binary: SIGHUP the broker with a rewritten config every so "
+                        "many seconds of the run; 0: never (default 5)")
     p.add_argument("--max-errors", type=int, default=0,
                    help="failed cycles tolerated (default 0)")
     p.add_argument("--quiesce-timeout", type=float, default=30.0,
@@ -166,12 +169,24 @@ def merge(reports, expected):
 
 
 class Sampler:
-    def __init__(self, broker):
+    """Called every half second of the run: the peak figures, and the
+    periodic reload."""
+
+    def __init__(self, broker, reload_every):
         self.broker = broker
         self.peak = None
         self.peak_fds = None
+        self.reload_every = reload_every if broker.owned else 0
+        self.next_reload = None
 
     def __call__(self):
+        now = time.monotonic()
+        if self.reload_every > 0:
+            if self.next_reload is None:
+                self.next_reload = now + self.reload_every
+            elif now >= self.next_reload and self.broker.alive():
+                self.broker.reload()
+                self.next_reload = now + self.reload_every
         rss = self.broker.rss_kib()
         if rss is not None and (self.peak is None or rss > self.peak):
             self.peak = rss
@@ -196,9 +211,13 @@ def main(argv):
         half_open_wait=args.half_open_wait,
         http_half_open_wait=(timeouts["handshake_timeout"] + args.timeout if broker.owned
                              else 3600 + args.timeout),
-        half_open_per_worker=args.half_open, concurrency=args.concurrency)
-    if not broker.owned:
-        churn.KINDS["half_open_http"] = 0     # its handshake_timeout is unknown
+        half_open_per_worker=args.half_open, concurrency=args.concurrency,
+        # Copies of its own 1 KiB messages well past our outbound_queue_max,
+        # whatever the kernel buffers hold on top.
+        slow_reader_messages=8 * brokerctl.OUTBOUND_QUEUE_MAX // 1024)
+    if not broker.owned:                      # its timeouts and queue limit are unknown
+        churn.KINDS["half_open_http"] = 0
+        churn.KINDS["slow_reader"] = 0
     print("wsbroker soak: %s port %d, pid %s%s; %d workers x %d cycles in flight; seed %d" %
           (broker.host, broker.port, broker.pid, " (sanitizer build)" if sanitized else "",
            args.workers, args.concurrency, args.seed), flush=True)
@@ -206,7 +225,7 @@ def main(argv):
     failures = []
     idle_fds = broker.fd_count()
     run = Run(args, broker, settings)
-    sampler = Sampler(broker)
+    sampler = Sampler(broker, args.reload_every)
     summary = {"seed": args.seed, "sanitizer_build": sanitized}
 
     warm, _ = run.go("warm-up", args.warmup, 1 << 62, lambda: None)
@@ -231,7 +250,7 @@ def main(argv):
         "seconds": round(elapsed, 1), "cycles": done,
         "cycles_per_second": round(done / elapsed, 1) if elapsed > 0 else 0,
         "warmup_cycles": sum(warm["cycles"].values()),
-        "messages_sent": result["messages"],
+        "messages_sent": result["messages"], "reloads": broker.reloads,
         "cycles_by_kind": dict(result["cycles"]), "endings": dict(result["endings"]),
         "errors": dict(result["errors"] + warm["errors"]),
         "rss_kib": {"baseline": baseline, "peak": sampler.peak, "after": after, "hwm": hwm},
@@ -264,6 +283,8 @@ def main(argv):
             failures.append("the broker exited with status %s on SIGTERM" % status)
         if broker.sanitizer_report():
             failures.append("sanitizer report on the broker's stderr")
+        if "reload failed" in broker.log():
+            failures.append("a reload failed")
     summary["failures"] = failures
     report(summary, judge_rss, args)
     if failures and broker.owned:
@@ -282,9 +303,9 @@ def report(s, judge_rss, args):
     rss = s["rss_kib"]
     fds = s["fds"]
     print()
-    print("cycles          %d in %.1f s (%.0f/s), after %d warm-up cycles; %d messages sent" %
-          (s["cycles"], s["seconds"], s["cycles_per_second"], s["warmup_cycles"],
-           s["messages_sent"]))
+    print("cycles          %d in %.1f s (%.0f/s), after %d warm-up cycles; %d messages sent, "
+          "%d reloads" % (s["cycles"], s["seconds"], s["cycles_per_second"],
+                          s["warmup_cycles"], s["messages_sent"], s["reloads"]))
     print("by kind         " + ", ".join("%s %d" % kv for kv in sorted(s["cycles_by_kind"].items())))
     print("ws endings      " + ", ".join("%s %d" % kv for kv in sorted(s["endings"].items())))
     if s["errors"]:
