@@ -23,7 +23,8 @@ from asyncws import (OP_BINARY, OP_TEXT, WS, Closed, Endpoint, SoakError, build_
                      new_key, read_to_eof, reset, upgrade_request)
 
 # Relative weights of the cycle kinds (half-open ones are also capped in
-# number, see Settings.half_open_per_worker).
+# number, see Settings.half_open_per_worker, and slow readers run one at a
+# time per worker).
 KINDS = {
     "broadcast": 30,
     "pubsub": 30,
@@ -82,6 +83,7 @@ class Worker:
         self.messages = 0
         self.serial = 0
         self.half_open_now = 0
+        self.slow_reader_now = False
 
     def token(self):
         self.serial += 1
@@ -317,7 +319,15 @@ class Worker:
     def pick(self):
         while True:
             kind = weighted(self.rng, KINDS)
-            if not kind.startswith("half_open") or self.half_open_now < self.s.half_open_per_worker:
+            if kind.startswith("half_open"):
+                if self.half_open_now < self.s.half_open_per_worker:
+                    return kind
+            elif kind == "slow_reader":
+                # One at a time: each has up to outbound_queue_max queued,
+                # and the memory peak should not depend on how they bunch.
+                if not self.slow_reader_now:
+                    return kind
+            else:
                 return kind
 
     async def run_one(self, kind):
@@ -334,7 +344,11 @@ class Worker:
         elif kind == "half_open_http":
             await self.cycle_half_open_http()
         elif kind == "slow_reader":
-            await self.cycle_slow_reader()
+            self.slow_reader_now = True
+            try:
+                await self.cycle_slow_reader()
+            finally:
+                self.slow_reader_now = False
         elif self.rng.random() < 0.5:
             await self.cycle_broadcast(half_open=True)
         else:

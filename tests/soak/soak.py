@@ -56,8 +56,8 @@ def parse_args(argv):
                         "ping_timeout" % (brokerctl.TIMEOUTS["ping_timeout"] + 1))
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds any one expected reply may take (default 10)")
-    p.add_argument("--rss-tolerance", type=float, default=1024,
-                   help="KiB the RSS after the run may exceed the baseline by (default 1024)")
+    p.add_argument("--rss-tolerance", type=float, default=2048,
+                   help="KiB the RSS after the run may exceed the baseline by (default 2048)")
     p.add_argument("--rss-check", choices=("auto", "on", "off"), default="auto",
                    help="judge RSS: auto skips sanitizer builds, whose RSS is mostly "
                         "quarantine and shadow memory (default auto)")
