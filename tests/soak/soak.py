@@ -212,9 +212,10 @@ def main(argv):
         http_half_open_wait=(timeouts["handshake_timeout"] + args.timeout if broker.owned
                              else 3600 + args.timeout),
         half_open_per_worker=args.half_open, concurrency=args.concurrency,
-        # Copies of its own 1 KiB messages well past our outbound_queue_max,
-        # whatever the kernel buffers hold on top.
-        slow_reader_messages=8 * brokerctl.OUTBOUND_QUEUE_MAX // 1024)
+        # At most this many 1 KiB messages before the cut: the broker's
+        # queue limit plus what the kernel buffers on the way (the broker's
+        # send buffer may grow to tcp_wmem's 4 MiB), with room to spare.
+        slow_reader_messages=16384)
     if not broker.owned:                      # its timeouts and queue limit are unknown
         churn.KINDS["half_open_http"] = 0
         churn.KINDS["slow_reader"] = 0
