@@ -19,7 +19,7 @@ import random
 import resource
 import time
 
-from asyncws import (OP_BINARY, OP_TEXT, WS, Closed, Endpoint, SoakError, build_frame,
+from asyncws import (OP_BINARY, OP_PING, OP_TEXT, WS, Closed, Endpoint, SoakError, build_frame,
                      new_key, read_to_eof, reset, upgrade_request)
 
 # Relative weights of the cycle kinds (half-open ones are also capped in
@@ -293,22 +293,32 @@ class Worker:
     async def cycle_slow_reader(self):
         """Floods its own broadcast room and reads nothing: the copies of
         its own messages pile up until the broker cuts it off (slow reader),
-        in the middle of the very publish that overflowed the queue. The
-        cut shows as the flood's writes failing; a flood that ends first
-        was not cut (and the ping timeout cannot stand in: it needs 3 s of
-        silence, and the flood never pauses that long)."""
+        in the middle of the very publish that overflowed the queue.
+
+        The cut shows as our writes failing. A flood may fit whole in the
+        kernel buffers (the broker's receive buffer grows to tcp_rmem's
+        maximum) before the broker has read much of it, so after the flood
+        small pings follow until the writes fail, for at most `timeout`
+        seconds; they also keep the ping timeout, which would drop the
+        connection as well, from standing in for the cut."""
         room = "/chat/slow%d" % self.rng.randrange(self.s.rooms)
         ws = await self.within(WS.connect(self.endpoint, room, rcvbuf=4096), "upgrade")
         ws.writer.transport.pause_reading()
         batch = build_frame(OP_BINARY, b"s" * 1024) * 64     # one mask will do
+        ping = build_frame(OP_PING, b"")
         try:
             for _ in range(self.s.slow_reader_messages // 64):
                 if ws.writer.transport.is_closing():
-                    break                      # the connection is gone
+                    return                     # the connection is gone: cut off
                 ws.writer.write(batch)
                 await self.within(ws.drain(), "sending the flood")
-            else:
-                raise SoakError("slow reader not cut off")
+            deadline = time.monotonic() + self.s.timeout
+            while not ws.writer.transport.is_closing():
+                if time.monotonic() > deadline:
+                    raise SoakError("slow reader not cut off")
+                ws.writer.write(ping)
+                await self.within(ws.drain(), "sending pings")
+                await asyncio.sleep(0.05)
         except (ConnectionResetError, BrokenPipeError):
             pass                               # cut off
         finally:
