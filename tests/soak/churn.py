@@ -110,6 +110,15 @@ class Worker:
         except Closed as closed:
             raise SoakError("unexpected close %d waiting for %s" % (closed.code, what))
 
+    async def guard(self, writer, awaitable):
+        """Awaits; when that fails, the connection is reset, so that a
+        failed cycle leaves nothing open behind it."""
+        try:
+            return await awaitable
+        except BaseException:
+            reset(writer)
+            raise
+
     # ------------------------------------------------------------ endings
 
     async def end(self, ws, ending):
@@ -145,6 +154,9 @@ class Worker:
             path += "?since=0"
         ws = await self.within(WS.connect(self.endpoint, path, self.rng.random() < 0.3),
                                "upgrade")
+        await self.guard(ws.writer, self.talk_broadcast(ws, half_open))
+
+    async def talk_broadcast(self, ws, half_open):
         if half_open:
             return await self.leave_half_open(ws)
         ending = weighted(self.rng, ENDINGS)
@@ -187,6 +199,9 @@ class Worker:
     async def cycle_pubsub(self, half_open=False):
         ws = await self.within(WS.connect(self.endpoint, "/ws", self.rng.random() < 0.3),
                                "upgrade")
+        await self.guard(ws.writer, self.talk_pubsub(ws, half_open))
+
+    async def talk_pubsub(self, ws, half_open):
         channels = sorted({self.pubsub_channel() for _ in range(self.rng.randint(1, 3))})
         next_id = 1
         for channel in channels:
@@ -233,6 +248,9 @@ class Worker:
     async def cycle_echo(self):
         ws = await self.within(WS.connect(self.endpoint, "/echo", self.rng.random() < 0.3),
                                "upgrade")
+        await self.guard(ws.writer, self.talk_echo(ws))
+
+    async def talk_echo(self, ws):
         ending = weighted(self.rng, ENDINGS)
         payload = ("echo %s %s" % (self.token(), PAD)).encode()
         ws.send(OP_BINARY, payload, compress=self.rng.random() < 0.5)
@@ -244,6 +262,9 @@ class Worker:
     async def cycle_pre_handshake(self):
         """Connections that never become WebSockets from our side."""
         reader, writer = await self.within(self.endpoint.open(), "connect")
+        await self.guard(writer, self.drop_early(writer))
+
+    async def drop_early(self, writer):
         request = upgrade_request(self.s.host, self.s.port, "/chat/r0", new_key(), False)
         way = self.rng.randrange(6)
         if way == 0:                       # connect, FIN
@@ -271,7 +292,7 @@ class Worker:
         path = "/healthz" if self.rng.random() < 0.8 else "/metrics"
         writer.write(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" %
                       (path, self.s.host)).encode())
-        response = await self.within(read_to_eof(reader), "HTTP response")
+        response = await self.guard(writer, self.within(read_to_eof(reader), "HTTP response"))
         writer.close()
         if not response.startswith(b"HTTP/1.1 200 "):
             raise SoakError("GET %s: %r" % (path, response[:40]))
