@@ -90,8 +90,11 @@ void server_connection_gone(struct server *server)
 /* A TLS listener first looks at the client's first bytes: a plain HTTP
  * request gets a readable 400 instead of a failed TLS handshake. */
 struct server_sniff {
+    struct server_sniff *previous;  /* server->sniffs */
+    struct server_sniff *next;
     struct server *server;          /* not the listener: it may close meanwhile */
     struct tls_context *tls;
+    struct event *event;            /* first bytes or handshake_timeout */
     struct sockaddr_storage address;
     int address_length;
     struct timespec accepted_at;    /* handshake_timeout counts from here */
@@ -114,12 +117,31 @@ static bool server_sniff_count(struct server_sniff *sniff)
     return count > 0 && (limit == 0 || count <= limit);
 }
 
+/* Unlinks and frees a sniff; its socket is the caller's business. */
 static void server_sniff_free(struct server_sniff *sniff)
 {
+    struct server *server = sniff->server;
+    if (sniff->previous != NULL)
+        sniff->previous->next = sniff->next;
+    else
+        server->sniffs = sniff->next;
+    if (sniff->next != NULL)
+        sniff->next->previous = sniff->previous;
+    if (sniff->event != NULL)
+        event_free(sniff->event);
     if (sniff->counted)
-        addrcount_remove(sniff->server->addresses, &sniff->key);
+        addrcount_remove(server->addresses, &sniff->key);
     tls_context_release(sniff->tls);
     free(sniff);
+}
+
+/* Shutdown: a TLS client that has not said anything yet is not waited for. */
+static void server_sniff_close_all(struct server *server)
+{
+    while (server->sniffs != NULL) {
+        evutil_closesocket(event_get_fd(server->sniffs->event));
+        server_sniff_free(server->sniffs);
+    }
 }
 
 static void server_sniff_cb(evutil_socket_t fd, short events, void *arg)
@@ -165,15 +187,23 @@ static void server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd
         evutil_closesocket(fd);
         return;
     }
-    sniff->server = bound->server;
+    struct server *server = bound->server;
+    sniff->server = server;
     sniff->tls = tls_context_retain(bound->tls);
     memcpy(&sniff->address, address, (size_t)address_length);
     sniff->address_length = address_length;
     clock_gettime(CLOCK_MONOTONIC, &sniff->accepted_at);
-    /* Over the per-address limit, a TLS client cannot be told 503 before
-     * its handshake: it is closed at once. */
-    if (!server_sniff_count(sniff) ||
-        event_base_once(bound->server->base, fd, EV_READ, server_sniff_cb, sniff, &timeout) != 0) {
+    sniff->next = server->sniffs;
+    if (server->sniffs != NULL)
+        server->sniffs->previous = sniff;
+    server->sniffs = sniff;
+    /* An event of our own, not event_base_once: shutdown must be able to
+     * cancel it and free what it carries. Over the per-address limit, a
+     * TLS client cannot be told 503 before its handshake: it is closed at
+     * once. */
+    if (server_sniff_count(sniff))
+        sniff->event = event_new(server->base, fd, EV_READ, server_sniff_cb, sniff);
+    if (sniff->event == NULL || event_add(sniff->event, &timeout) != 0) {
         server_sniff_free(sniff);
         evutil_closesocket(fd);
     }
@@ -462,6 +492,7 @@ static void server_begin_shutdown(struct server *server, int signal_number)
     (void)notify_send("STOPPING=1");
     log_info(&server->log, "shutting down on signal %d", signal_number);
     server_close_listeners(server);
+    server_sniff_close_all(server);
     event_del(server->expire_timer);
     conn_close_all(server, WS_CLOSE_GOING_AWAY, "server shutdown");
     struct timeval delay = { (time_t)server->config->shutdown_timeout, 0 };
@@ -561,6 +592,7 @@ int server_run(struct server *server)
 void server_cleanup(struct server *server)
 {
     server_close_listeners(server);
+    server_sniff_close_all(server);
     if (server->base != NULL) {
         conn_drop_all(server);
         conn_reap(server);

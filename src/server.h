@@ -20,6 +20,7 @@
 
 struct conn;
 struct tls_context;
+struct server_sniff;
 
 /* One bound socket. */
 struct server_listener {
@@ -40,6 +41,7 @@ struct server {
     size_t listener_count;
     struct conn *connections;       /* every live connection (conn.c links them) */
     struct conn *reap_list;         /* closed connections waiting to be freed */
+    struct server_sniff *sniffs;    /* TLS connections whose first bytes are awaited */
     struct event *reap_event;
     struct event *accept_resume_timer;
     bool accept_paused;

@@ -576,6 +576,26 @@ def test_sigterm_closes_wss_connections_1001_and_exits_0(factory, certs):
         ws.close()
 
 
+def test_sigterm_closes_a_tls_connection_that_has_sent_nothing_yet(factory, certs):
+    """The broker waits for the first bytes of a TLS connection before it
+    becomes a connection; shutdown closes such a socket at once instead of
+    leaving it (and what it holds) to the process exit."""
+    b = factory(tls={"cert": certs.server, "key": certs.server_key},
+                shutdown_timeout=3, websocket={"close_timeout": 10})
+    busy = ws_connect(b.port, "/echo", tls=client_context(certs))   # never answers the close
+    silent = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+    try:
+        time.sleep(0.2)                       # accepted, waiting for its first bytes
+        b.signal(signal.SIGTERM)
+        data, closed = read_until_close(silent, 2)
+        assert closed and data == b"", data
+        assert b.proc.poll() is None, "closed only because the broker exited"
+        assert b.wait_exit(timeout=6) == 0
+    finally:
+        silent.close()
+        busy.close()
+
+
 # ---------------------------------------------------------------- client certificates
 
 def test_verify_client_requires_a_certificate_from_the_ca(factory, certs):
