@@ -46,7 +46,8 @@ def test_max_connections_counts_plain_http_connections(broker):
 
 
 class Reader(threading.Thread):
-    """Reads binary messages on a connection until `stop` or an error."""
+    """Collects (opcode, payload) of every message on a connection until
+    `stop` or an error."""
 
     def __init__(self, ws):
         super().__init__(daemon=True)

@@ -12,12 +12,12 @@ import json
 import re
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 from conftest import SECRET_CONTENT, STATIC_FILES
+from test_limits import Reader
 from step2util import API_TOKEN, STEP2_ROUTES, Clients, compact, join, leave, pubsub, raw
 from wsclient import (OP_BINARY, OP_TEXT, WSClient, build_frame, http_exchange, http_request,
                       upgrade, upgrade_headers, ws_connect)
@@ -288,27 +288,6 @@ def test_directory_is_its_index_never_a_listing(shared_broker):
 
 # ---------------------------------------------------------------- drops during a fan-out
 
-class Collector(threading.Thread):
-    """Reads every message of a connection until told to stop."""
-
-    def __init__(self, ws):
-        super().__init__(daemon=True)
-        self.ws = ws
-        self.messages = []
-        self.error = None
-        self.stop = threading.Event()
-
-    def run(self):
-        try:
-            while not self.stop.is_set():
-                try:
-                    self.messages.append(self.ws.recv_message(timeout=0.2))
-                except socket.timeout:
-                    continue
-        except Exception as exc:        # reported by the test
-            self.error = exc
-
-
 def test_readers_dropped_mid_fan_out_and_their_leaves(broker):
     """Three members of a presence channel stop reading. Each is cut off
     while a publish is still delivering to the others, and freeing each
@@ -324,7 +303,7 @@ def test_readers_dropped_mid_fan_out_and_their_leaves(broker):
     publisher = raw(b.port, "/quiet/fan", user="pub")
     for user in ("s0", "s1", "s2", "pub"):
         assert watcher.recv() == join("room:fan", user)
-    collector = Collector(watcher.ws)
+    collector = Reader(watcher.ws)
     collector.start()
 
     body = b"f" * 2044
