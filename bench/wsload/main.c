@@ -1,0 +1,441 @@
+/* wsload: WebSocket load generator for the broker. One event loop, one
+ * process; see bench/README.md.
+ *
+ *   wsload fanout [options]   1 publisher -> S subscribers on a broadcast route
+ *   wsload echo   [options]   C connections doing round trips on an echo route
+ *
+ * Every message starts "SEQ TS " (16 hex digits each: sequence number and
+ * CLOCK_MONOTONIC send time in ns) padded with 'x' to the message size, so
+ * receivers measure latency, loss and order without any state per message. */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "hist.h"
+#include "wsconn.h"
+
+#define STAMP_LEN 34                  /* "%016x %016x " */
+#define CONNECTING_MAX 256            /* handshakes in flight at once */
+#define PUBLISH_HIGH (256 * 1024)     /* publisher's output kept below this */
+
+struct options {
+    const char *scenario;
+    const char *host;
+    int port;
+    const char *path;
+    long conns;          /* subscribers (fanout) or connections (echo) */
+    long messages;       /* per run (fanout) or per connection (echo) */
+    long size;
+    double rate;         /* fanout msg/s, 0 = flat out */
+    double duration;     /* fanout: seconds to send for, replaces messages */
+    long window;
+    double timeout;
+    long server_pid;
+};
+
+struct peer {
+    struct wsconn *c;
+    long index;
+    uint64_t received;
+    uint64_t last_seq;   /* of the previous message, +1; 0 = none yet */
+    uint64_t violations;
+};
+
+struct run {
+    struct options opt;
+    struct event_base *base;
+    struct sockaddr_in dst;
+    char host[64];
+    struct peer *peers;
+    long opened, started, failed;
+    struct peer publisher;
+    uint64_t sent, done;        /* fanout: messages sent, and fully delivered */
+    uint32_t *acks;             /* fanout: deliveries per in-flight message (ring) */
+    uint64_t delivered, violations;
+    struct hist lat;
+    uint64_t t_start, t_end;
+    double cpu_start;
+    int sending;
+    struct event *tick;
+    unsigned char *payload;
+};
+
+static struct run R;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* utime + stime of pid in seconds, -1 when unreadable. */
+static double server_cpu(long pid)
+{
+    char path[64], buf[1024];
+    if (pid <= 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');        /* the command name may hold spaces */
+    unsigned long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static uint64_t hex16(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        unsigned ch = p[i];
+        v = (v << 4) | (ch <= '9' ? ch - '0' : ch - 'a' + 10);
+    }
+    return v;
+}
+
+/* Writes seq and the send time into the payload's stamp. */
+static void stamp(unsigned char *p, uint64_t seq)
+{
+    char tmp[STAMP_LEN + 1];
+    snprintf(tmp, sizeof tmp, "%016" PRIx64 " %016" PRIx64 " ", seq, now_ns());
+    memcpy(p, tmp, STAMP_LEN);
+}
+
+/* Checks a received stamp: latency, order. Returns its seq. */
+static uint64_t peer_receive(struct peer *p, const unsigned char *head, size_t len)
+{
+    if (len < STAMP_LEN) {
+        p->violations++;
+        return UINT64_MAX;
+    }
+    uint64_t seq = hex16(head), ts = hex16(head + 17), t = now_ns();
+    hist_add(&R.lat, t > ts ? t - ts : 0);
+    if (seq + 1 <= p->last_seq)
+        p->violations++;
+    else
+        p->last_seq = seq + 1;
+    p->received++;
+    R.delivered++;
+    return seq;
+}
+
+static void finish(void)
+{
+    if (!R.t_end)
+        R.t_end = now_ns();
+    event_base_loopbreak(R.base);
+}
+
+/* ---------------------------------------------------------------- fanout */
+
+static int fanout_all_sent(void)
+{
+    if (R.opt.duration > 0)
+        return !R.sending;
+    return R.sent >= (uint64_t)R.opt.messages;
+}
+
+/* How many more the publisher may send now: the window, the rate and the
+ * publisher's own output buffer all bound it. */
+static uint64_t fanout_budget(void)
+{
+    if (fanout_all_sent() || wsconn_pending(R.publisher.c) >= PUBLISH_HIGH)
+        return 0;
+    uint64_t room = R.done + (uint64_t)R.opt.window - R.sent;
+    if (R.opt.duration <= 0 && (uint64_t)R.opt.messages - R.sent < room)
+        room = (uint64_t)R.opt.messages - R.sent;
+    if (R.opt.rate > 0) {
+        double due = R.opt.rate * (double)(now_ns() - R.t_start) / 1e9;
+        uint64_t allowed = due > (double)R.sent ? (uint64_t)due - R.sent : 0;
+        if (allowed < room)
+            room = allowed;
+    }
+    return room;
+}
+
+static void fanout_pump(void)
+{
+    for (uint64_t n = fanout_budget(); n > 0; n--) {
+        R.acks[R.sent % (uint64_t)R.opt.window] = 0;
+        stamp(R.payload, R.sent);
+        wsconn_send_text(R.publisher.c, R.payload, (size_t)R.opt.size);
+        R.sent++;
+    }
+}
+
+static void fanout_check_done(void)
+{
+    if (fanout_all_sent() && R.done >= R.sent)
+        finish();
+}
+
+static void fanout_message(struct wsconn *c, const unsigned char *head, size_t len)
+{
+    struct peer *p = wsconn_user(c);
+    if (p == &R.publisher)
+        return;                             /* its own messages coming back */
+    uint64_t seq = peer_receive(p, head, len);
+    if (seq >= R.sent || seq + (uint64_t)R.opt.window < R.sent)
+        return;
+    uint32_t *a = &R.acks[seq % (uint64_t)R.opt.window];
+    if (++*a == (uint32_t)R.opt.conns) {
+        while (R.done < R.sent && R.acks[R.done % (uint64_t)R.opt.window] >= (uint32_t)R.opt.conns)
+            R.done++;
+        fanout_pump();
+        fanout_check_done();
+    }
+}
+
+static void fanout_drained(struct wsconn *c)
+{
+    (void)c;
+    fanout_pump();
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    uint64_t t = now_ns();
+    if (R.opt.duration > 0 && R.sending && (double)(t - R.t_start) / 1e9 >= R.opt.duration)
+        R.sending = 0;
+    if (R.opt.timeout > 0 && (double)(t - R.t_start) / 1e9 >= R.opt.timeout + R.opt.duration) {
+        fprintf(stderr, "wsload: timed out, counting what has not arrived as lost\n");
+        finish();
+        return;
+    }
+    if (!strcmp(R.opt.scenario, "fanout")) {
+        fanout_pump();
+        fanout_check_done();
+    }
+}
+
+/* ---------------------------------------------------------------- echo */
+
+static void echo_send(struct peer *p)
+{
+    stamp(R.payload, p->received);
+    wsconn_send_text(p->c, R.payload, (size_t)R.opt.size);
+}
+
+static void echo_message(struct wsconn *c, const unsigned char *head, size_t len)
+{
+    struct peer *p = wsconn_user(c);
+    peer_receive(p, head, len);
+    if (p->received < (uint64_t)R.opt.messages)
+        echo_send(p);
+    else if (++R.done == (uint64_t)R.opt.conns)
+        finish();
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static const struct wsconn_handlers *handlers(void);
+
+static void start_more(void)
+{
+    while (R.started < R.opt.conns && R.started - R.opened - R.failed < CONNECTING_MAX) {
+        struct peer *p = &R.peers[R.started];
+        p->index = R.started++;
+        p->c = wsconn_start(R.base, &R.dst, NULL, R.host, R.opt.path, handlers(), p);
+        if (!p->c) {
+            perror("wsload: socket");
+            R.failed++;
+        }
+    }
+}
+
+/* Everybody is connected: the measurement starts. */
+static void begin(void)
+{
+    R.cpu_start = server_cpu(R.opt.server_pid);
+    R.t_start = now_ns();
+    R.sending = 1;
+    struct timeval ms = { 0, 1000 };
+    R.tick = event_new(R.base, -1, EV_PERSIST, tick_cb, NULL);
+    event_add(R.tick, &ms);
+    if (!strcmp(R.opt.scenario, "fanout")) {
+        fanout_pump();
+    } else {
+        for (long i = 0; i < R.opt.conns; i++)
+            echo_send(&R.peers[i]);
+    }
+}
+
+static void on_open(struct wsconn *c)
+{
+    struct peer *p = wsconn_user(c);
+    if (p == &R.publisher) {
+        wsconn_on_drain(c, PUBLISH_HIGH / 2, fanout_drained);
+        begin();
+        return;
+    }
+    R.opened++;
+    start_more();
+    if (R.opened < R.opt.conns)
+        return;
+    if (!strcmp(R.opt.scenario, "fanout"))
+        R.publisher.c = wsconn_start(R.base, &R.dst, NULL, R.host, R.opt.path, handlers(), &R.publisher);
+    else
+        begin();
+}
+
+static void on_message(struct wsconn *c, const unsigned char *head, size_t len)
+{
+    if (!strcmp(R.opt.scenario, "fanout"))
+        fanout_message(c, head, len);
+    else
+        echo_message(c, head, len);
+}
+
+static void on_fail(struct wsconn *c, const char *why)
+{
+    struct peer *p = wsconn_user(c);
+    fprintf(stderr, "wsload: connection %ld: %s\n", p == &R.publisher ? -1L : p->index, why);
+    R.failed++;
+    finish();
+}
+
+static const struct wsconn_handlers *handlers(void)
+{
+    static const struct wsconn_handlers h = { on_open, on_message, on_fail };
+    return &h;
+}
+
+/* ---------------------------------------------------------------- report */
+
+static void report(void)
+{
+    double secs = (double)(R.t_end - R.t_start) / 1e9;
+    double cpu_end = server_cpu(R.opt.server_pid);
+    double cpu = R.cpu_start >= 0 && cpu_end >= 0 ? cpu_end - R.cpu_start : -1;
+    uint64_t expected = !strcmp(R.opt.scenario, "fanout")
+        ? R.sent * (uint64_t)R.opt.conns : (uint64_t)R.opt.messages * (uint64_t)R.opt.conns;
+    uint64_t lost = expected > R.delivered ? expected - R.delivered : 0;
+    for (long i = 0; i < R.opt.conns; i++)
+        R.violations += R.peers[i].violations;
+    double rate = secs > 0 ? (double)R.delivered / secs : 0;
+    double us[4] = { hist_quantile(&R.lat, 0.5) / 1e3, hist_quantile(&R.lat, 0.99) / 1e3,
+                     hist_quantile(&R.lat, 0.999) / 1e3, R.lat.max / 1e3 };
+    printf("| scenario | conns | size | sent | delivered | seconds | delivered/s |"
+           " p50 us | p99 us | p999 us | max us | lost | order | server cpu s | delivered/cpu s |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    printf("| %s | %ld | %ld | %" PRIu64 " | %" PRIu64 " | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f |"
+           " %" PRIu64 " | %" PRIu64 " | %.2f | %.0f |\n",
+           R.opt.scenario, R.opt.conns, R.opt.size,
+           !strcmp(R.opt.scenario, "fanout") ? R.sent : expected, R.delivered, secs, rate,
+           us[0], us[1], us[2], us[3], lost, R.violations, cpu, cpu > 0 ? R.delivered / cpu : 0);
+    printf("scenario=%s conns=%ld size=%ld sent=%" PRIu64 " delivered=%" PRIu64 " seconds=%.3f"
+           " rate=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f lost=%" PRIu64
+           " order_violations=%" PRIu64 " failed=%ld server_cpu_s=%.3f per_cpu_s=%.0f\n",
+           R.opt.scenario, R.opt.conns, R.opt.size,
+           !strcmp(R.opt.scenario, "fanout") ? R.sent : expected, R.delivered, secs, rate,
+           us[0], us[1], us[2], us[3], lost, R.violations, R.failed, cpu,
+           cpu > 0 ? R.delivered / cpu : 0);
+}
+
+/* ---------------------------------------------------------------- options */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: wsload fanout|echo [options]\n"
+            "  -H, --host ADDR       broker's IPv4 address (127.0.0.1)\n"
+            "  -p, --port N          broker's port (8080)\n"
+            "  -P, --path PATH       route (/chat/bench for fanout, /echo for echo)\n"
+            "  -c, --conns N         subscribers (fanout, 100) or connections (echo, 10)\n"
+            "  -n, --messages N      messages sent (fanout) or round trips per connection (echo) (1000)\n"
+            "  -d, --duration SECS   fanout: send for this long instead of -n messages\n"
+            "  -b, --size BYTES      message size, %d..%u (64)\n"
+            "  -r, --rate N          fanout: messages per second, 0 = flat out (0)\n"
+            "  -w, --window N        fanout: messages not yet delivered to all, at most (64)\n"
+            "  -t, --timeout SECS    give up this long after the start (60)\n"
+            "  -S, --server-pid PID  report this process's CPU time during the run\n",
+            STAMP_LEN, WSCONN_PAYLOAD_MAX);
+    exit(2);
+}
+
+static void parse(int argc, char **argv, struct options *o)
+{
+    static const struct option longs[] = {
+        { "host", 1, 0, 'H' }, { "port", 1, 0, 'p' }, { "path", 1, 0, 'P' },
+        { "conns", 1, 0, 'c' }, { "messages", 1, 0, 'n' }, { "duration", 1, 0, 'd' },
+        { "size", 1, 0, 'b' }, { "rate", 1, 0, 'r' }, { "window", 1, 0, 'w' },
+        { "timeout", 1, 0, 't' }, { "server-pid", 1, 0, 'S' }, { 0, 0, 0, 0 } };
+    if (argc < 2 || (strcmp(argv[1], "fanout") && strcmp(argv[1], "echo")))
+        usage();
+    int fan = !strcmp(argv[1], "fanout");
+    *o = (struct options){ argv[1], "127.0.0.1", 8080, fan ? "/chat/bench" : "/echo",
+                           fan ? 100 : 10, 1000, 64, 0, 0, 64, 60, 0 };
+    int ch;
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:b:r:w:t:S:", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'H': o->host = optarg; break;
+        case 'p': o->port = atoi(optarg); break;
+        case 'P': o->path = optarg; break;
+        case 'c': o->conns = atol(optarg); break;
+        case 'n': o->messages = atol(optarg); break;
+        case 'd': o->duration = atof(optarg); break;
+        case 'b': o->size = atol(optarg); break;
+        case 'r': o->rate = atof(optarg); break;
+        case 'w': o->window = atol(optarg); break;
+        case 't': o->timeout = atof(optarg); break;
+        case 'S': o->server_pid = atol(optarg); break;
+        default: usage();
+        }
+    }
+    if (optind != argc || o->port < 1 || o->port > 65535 || o->conns < 1 || o->conns > 100000
+        || o->messages < 1 || o->size < STAMP_LEN || o->size > (long)WSCONN_PAYLOAD_MAX
+        || o->window < 1 || o->window > 1000000 || o->rate < 0 || o->duration < 0)
+        usage();
+}
+
+int main(int argc, char **argv)
+{
+    parse(argc, argv, &R.opt);
+    R.dst.sin_family = AF_INET;
+    R.dst.sin_port = htons((uint16_t)R.opt.port);
+    if (inet_pton(AF_INET, R.opt.host, &R.dst.sin_addr) != 1)
+        usage();
+    snprintf(R.host, sizeof R.host, "%s:%d", R.opt.host, R.opt.port);
+    R.base = event_base_new();
+    R.peers = calloc((size_t)R.opt.conns, sizeof *R.peers);
+    R.acks = calloc((size_t)R.opt.window, sizeof *R.acks);
+    R.payload = malloc((size_t)R.opt.size);
+    if (!R.base || !R.peers || !R.acks || !R.payload)
+        return 1;
+    memset(R.payload, 'x', (size_t)R.opt.size);
+    hist_init(&R.lat);
+    R.publisher.index = -1;
+    start_more();
+    event_base_dispatch(R.base);
+    if (!R.t_start) {
+        fprintf(stderr, "wsload: could not set up the connections\n");
+        return 1;
+    }
+    report();
+    for (long i = 0; i < R.opt.conns; i++)
+        wsconn_free(R.peers[i].c);
+    wsconn_free(R.publisher.c);
+    if (R.tick)
+        event_free(R.tick);
+    event_base_free(R.base);
+    free(R.peers);
+    free(R.acks);
+    free(R.payload);
+    return R.failed ? 1 : 0;
+}
