@@ -437,11 +437,10 @@ int main(int argc, char **argv)
     R.publisher.index = -1;
     start_more();
     event_base_dispatch(R.base);
-    if (!R.t_start) {
+    if (R.t_start)
+        report();
+    else
         fprintf(stderr, "wsload: could not set up the connections\n");
-        return 1;
-    }
-    report();
     for (long i = 0; i < R.opt.conns; i++)
         wsconn_free(R.peers[i].c);
     wsconn_free(R.publisher.c);
@@ -451,5 +450,5 @@ int main(int argc, char **argv)
     free(R.peers);
     free(R.acks);
     free(R.payload);
-    return R.failed ? 1 : 0;
+    return R.failed || !R.t_start ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -251,6 +252,10 @@ static int wsconn_socket(const struct sockaddr_in *src)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    /* Without it a message whose last segment is short waits for the
+     * peer's delayed ACK (about 40 ms) and latency measures Nagle. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (src && bind(fd, (const struct sockaddr *)src, sizeof *src) < 0) {
         close(fd);
         return -1;
