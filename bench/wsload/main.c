@@ -3,6 +3,7 @@
  *
  *   wsload fanout [options]   1 publisher -> S subscribers on a broadcast route
  *   wsload echo   [options]   C connections doing round trips on an echo route
+ *   wsload rooms  [options]   K broadcast rooms of G members, each talking at a rate
  *
  * Every message starts "SEQ TS " (16 hex digits each: sequence number and
  * CLOCK_MONOTONIC send time in ns) padded with 'x' to the message size, so
@@ -26,16 +27,22 @@
 #define STAMP_LEN 34                  /* "%016x %016x " */
 #define CONNECTING_MAX 256            /* handshakes in flight at once */
 #define PUBLISH_HIGH (256 * 1024)     /* publisher's output kept below this */
+#define SENDER_SHIFT 40               /* rooms: seq = member << SENDER_SHIFT | n */
+#define ROOMS_TICK_NS 10000000u       /* rooms: members send every 10 ms */
+
+enum scenario { SC_FANOUT, SC_ECHO, SC_ROOMS };
 
 struct options {
     const char *scenario;
+    enum scenario sc;
     const char *host;
     int port;
     const char *path;
-    long conns;          /* subscribers (fanout) or connections (echo) */
+    long conns;          /* subscribers (fanout), connections (echo), rooms x members */
+    long rooms, members; /* rooms */
     long messages;       /* per run (fanout) or per connection (echo) */
     long size;
-    double rate;         /* fanout msg/s, 0 = flat out */
+    double rate;         /* fanout msg/s, 0 = flat out; rooms: per member */
     double duration;     /* fanout: seconds to send for, replaces messages */
     long window;
     double timeout;
@@ -48,6 +55,8 @@ struct peer {
     uint64_t received;
     uint64_t last_seq;   /* of the previous message, +1; 0 = none yet */
     uint64_t violations;
+    uint64_t sent;       /* rooms: messages this member sent */
+    uint64_t *last_from; /* rooms: last_seq per member of the room */
 };
 
 struct run {
@@ -62,7 +71,7 @@ struct run {
     uint32_t *acks;             /* fanout: deliveries per in-flight message (ring) */
     uint64_t delivered, violations;
     struct hist lat;
-    uint64_t t_start, t_end;
+    uint64_t t_start, t_end, t_pump;
     double cpu_start, self_start;
     int sending;
     struct event *tick;
@@ -126,6 +135,17 @@ static void stamp(unsigned char *p, uint64_t seq)
     memcpy(p, tmp, STAMP_LEN);
 }
 
+/* Where p keeps the previous seq + 1 from the sender of seq: one slot per
+ * room member in rooms, one in all for the others. */
+static uint64_t *peer_last(struct peer *p, uint64_t *seq)
+{
+    if (R.opt.sc != SC_ROOMS)
+        return &p->last_seq;
+    uint64_t from = *seq >> SENDER_SHIFT;
+    *seq &= ((uint64_t)1 << SENDER_SHIFT) - 1;
+    return from < (uint64_t)R.opt.members ? &p->last_from[from] : NULL;
+}
+
 /* Checks a received stamp: latency, order. Returns its seq. */
 static uint64_t peer_receive(struct peer *p, const unsigned char *head, size_t len)
 {
@@ -135,10 +155,11 @@ static uint64_t peer_receive(struct peer *p, const unsigned char *head, size_t l
     }
     uint64_t seq = hex16(head), ts = hex16(head + 17), t = now_ns();
     hist_add(&R.lat, t > ts ? t - ts : 0);
-    if (seq + 1 <= p->last_seq)
+    uint64_t *last = peer_last(p, &seq);
+    if (!last || seq + 1 <= *last)
         p->violations++;
     else
-        p->last_seq = seq + 1;
+        *last = seq + 1;
     p->received++;
     R.delivered++;
     return seq;
@@ -217,6 +238,53 @@ static void fanout_drained(struct wsconn *c)
     fanout_pump();
 }
 
+/* ---------------------------------------------------------------- rooms */
+
+static int rooms_all_sent(void)
+{
+    if (R.opt.duration > 0)
+        return !R.sending;
+    return R.sent >= (uint64_t)R.opt.messages * (uint64_t)R.opt.conns;
+}
+
+/* Every member sends what its rate has made due since the start. Member i
+ * is i/conns of a period behind member 0, so the members' messages spread
+ * over each period instead of all leaving in the same tick. */
+static void rooms_pump(uint64_t t)
+{
+    if (R.t_pump && t - R.t_pump < ROOMS_TICK_NS)
+        return;
+    R.t_pump = t;
+    if (rooms_all_sent())
+        return;
+    double periods = R.opt.rate * (double)(t - R.t_start) / 1e9 + 1;
+    for (long i = 0; i < R.opt.conns; i++) {
+        struct peer *p = &R.peers[i];
+        double due = periods - (double)i / (double)R.opt.conns;
+        if (R.opt.duration <= 0 && due > (double)R.opt.messages)
+            due = (double)R.opt.messages;
+        while ((double)p->sent < due) {
+            stamp(R.payload, (uint64_t)(i % R.opt.members) << SENDER_SHIFT | p->sent);
+            wsconn_send_text(p->c, R.payload, (size_t)R.opt.size);
+            p->sent++;
+            R.sent++;
+        }
+    }
+}
+
+static void rooms_check_done(void)
+{
+    if (rooms_all_sent() && R.delivered >= R.sent * (uint64_t)R.opt.members)
+        finish();
+}
+
+static void rooms_message(struct wsconn *c, const unsigned char *head, size_t len)
+{
+    peer_receive(wsconn_user(c), head, len);
+    if (R.delivered >= R.sent * (uint64_t)R.opt.members)
+        rooms_check_done();
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what; (void)arg;
@@ -228,9 +296,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         finish();
         return;
     }
-    if (!strcmp(R.opt.scenario, "fanout")) {
+    if (R.opt.sc == SC_FANOUT) {
         fanout_pump();
         fanout_check_done();
+    } else if (R.opt.sc == SC_ROOMS) {
+        rooms_pump(t);
+        rooms_check_done();
     }
 }
 
@@ -261,7 +332,12 @@ static void start_more(void)
     while (R.started < R.opt.conns && R.started - R.opened - R.failed < CONNECTING_MAX) {
         struct peer *p = &R.peers[R.started];
         p->index = R.started++;
-        p->c = wsconn_start(R.base, &R.dst, NULL, R.host, R.opt.path, handlers(), p);
+        char path[512];
+        if (R.opt.sc == SC_ROOMS)
+            snprintf(path, sizeof path, "%s-%ld", R.opt.path, p->index / R.opt.members);
+        else
+            snprintf(path, sizeof path, "%s", R.opt.path);
+        p->c = wsconn_start(R.base, &R.dst, NULL, R.host, path, handlers(), p);
         if (!p->c) {
             perror("wsload: socket");
             R.failed++;
@@ -279,8 +355,10 @@ static void begin(void)
     struct timeval ms = { 0, 1000 };
     R.tick = event_new(R.base, -1, EV_PERSIST, tick_cb, NULL);
     event_add(R.tick, &ms);
-    if (!strcmp(R.opt.scenario, "fanout")) {
+    if (R.opt.sc == SC_FANOUT) {
         fanout_pump();
+    } else if (R.opt.sc == SC_ROOMS) {
+        rooms_pump(R.t_start);
     } else {
         for (long i = 0; i < R.opt.conns; i++)
             echo_send(&R.peers[i]);
@@ -299,7 +377,7 @@ static void on_open(struct wsconn *c)
     start_more();
     if (R.opened < R.opt.conns)
         return;
-    if (!strcmp(R.opt.scenario, "fanout"))
+    if (R.opt.sc == SC_FANOUT)
         R.publisher.c = wsconn_start(R.base, &R.dst, NULL, R.host, R.opt.path, handlers(), &R.publisher);
     else
         begin();
@@ -307,8 +385,10 @@ static void on_open(struct wsconn *c)
 
 static void on_message(struct wsconn *c, const unsigned char *head, size_t len)
 {
-    if (!strcmp(R.opt.scenario, "fanout"))
+    if (R.opt.sc == SC_FANOUT)
         fanout_message(c, head, len);
+    else if (R.opt.sc == SC_ROOMS)
+        rooms_message(c, head, len);
     else
         echo_message(c, head, len);
 }
@@ -336,8 +416,10 @@ static void report(void)
     double cpu_end = server_cpu(R.opt.server_pid);
     double self = self_cpu() - R.self_start;
     double cpu = R.cpu_start >= 0 && cpu_end >= 0 ? cpu_end - R.cpu_start : -1;
-    uint64_t expected = !strcmp(R.opt.scenario, "fanout")
-        ? R.sent * (uint64_t)R.opt.conns : (uint64_t)R.opt.messages * (uint64_t)R.opt.conns;
+    uint64_t expected = R.opt.sc == SC_FANOUT ? R.sent * (uint64_t)R.opt.conns
+        : R.opt.sc == SC_ROOMS ? R.sent * (uint64_t)R.opt.members
+        : (uint64_t)R.opt.messages * (uint64_t)R.opt.conns;
+    uint64_t sent = R.opt.sc == SC_ECHO ? expected : R.sent;
     uint64_t lost = expected > R.delivered ? expected - R.delivered : 0;
     for (long i = 0; i < R.opt.conns; i++)
         R.violations += R.peers[i].violations;
@@ -350,13 +432,13 @@ static void report(void)
     printf("| %s | %ld | %ld | %" PRIu64 " | %" PRIu64 " | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f |"
            " %" PRIu64 " | %" PRIu64 " | %.2f | %.0f | %.2f |\n",
            R.opt.scenario, R.opt.conns, R.opt.size,
-           !strcmp(R.opt.scenario, "fanout") ? R.sent : expected, R.delivered, secs, rate,
+           sent, R.delivered, secs, rate,
            us[0], us[1], us[2], us[3], lost, R.violations, cpu, cpu > 0 ? R.delivered / cpu : 0, self);
     printf("scenario=%s conns=%ld size=%ld sent=%" PRIu64 " delivered=%" PRIu64 " seconds=%.3f"
            " rate=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f lost=%" PRIu64
            " order_violations=%" PRIu64 " failed=%ld server_cpu_s=%.3f per_cpu_s=%.0f wsload_cpu_s=%.3f\n",
            R.opt.scenario, R.opt.conns, R.opt.size,
-           !strcmp(R.opt.scenario, "fanout") ? R.sent : expected, R.delivered, secs, rate,
+           sent, R.delivered, secs, rate,
            us[0], us[1], us[2], us[3], lost, R.violations, R.failed, cpu,
            cpu > 0 ? R.delivered / cpu : 0, self);
 }
@@ -366,20 +448,45 @@ static void report(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: wsload fanout|echo [options]\n"
+            "usage: wsload fanout|echo|rooms [options]\n"
             "  -H, --host ADDR       broker's IPv4 address (127.0.0.1)\n"
             "  -p, --port N          broker's port (8080)\n"
-            "  -P, --path PATH       route (/chat/bench for fanout, /echo for echo)\n"
+            "  -P, --path PATH       route (/chat/bench for fanout, /echo for echo;\n"
+            "                        rooms: room k is PATH-k, /chat/bench by default)\n"
             "  -c, --conns N         subscribers (fanout, 100) or connections (echo, 10)\n"
-            "  -n, --messages N      messages sent (fanout) or round trips per connection (echo) (1000)\n"
-            "  -d, --duration SECS   fanout: send for this long instead of -n messages\n"
+            "  -k, --rooms K         rooms: rooms (10)\n"
+            "  -g, --members G       rooms: members of each room, all talking, 1..1000 (10)\n"
+            "  -n, --messages N      messages sent (fanout), round trips per connection (echo)\n"
+            "                        or messages per member (rooms) (1000)\n"
+            "  -d, --duration SECS   fanout, rooms: send for this long instead of -n messages\n"
             "  -b, --size BYTES      message size, %d..%u (64)\n"
-            "  -r, --rate N          fanout: messages per second, 0 = flat out (0)\n"
+            "  -r, --rate N          fanout: messages per second, 0 = flat out (0);\n"
+            "                        rooms: messages per second of each member (10)\n"
             "  -w, --window N        fanout: messages not yet delivered to all, at most (64)\n"
             "  -t, --timeout SECS    give up this long after the start (60)\n"
             "  -S, --server-pid PID  report this process's CPU time during the run\n",
             STAMP_LEN, WSCONN_PAYLOAD_MAX);
     exit(2);
+}
+
+/* The defaults of a scenario; usage() for an unknown one. */
+static void parse_scenario(const char *name, struct options *o)
+{
+    *o = (struct options){ .scenario = name, .host = "127.0.0.1", .port = 8080,
+                           .path = "/chat/bench", .conns = 100, .rooms = 10, .members = 10,
+                           .messages = 1000, .size = 64, .window = 64, .timeout = 60 };
+    if (!strcmp(name, "fanout")) {
+        o->sc = SC_FANOUT;
+    } else if (!strcmp(name, "echo")) {
+        o->sc = SC_ECHO;
+        o->path = "/echo";
+        o->conns = 10;
+    } else if (!strcmp(name, "rooms")) {
+        o->sc = SC_ROOMS;
+        o->rate = 10;
+    } else {
+        usage();
+    }
 }
 
 static void parse(int argc, char **argv, struct options *o)
@@ -388,15 +495,14 @@ static void parse(int argc, char **argv, struct options *o)
         { "host", 1, 0, 'H' }, { "port", 1, 0, 'p' }, { "path", 1, 0, 'P' },
         { "conns", 1, 0, 'c' }, { "messages", 1, 0, 'n' }, { "duration", 1, 0, 'd' },
         { "size", 1, 0, 'b' }, { "rate", 1, 0, 'r' }, { "window", 1, 0, 'w' },
-        { "timeout", 1, 0, 't' }, { "server-pid", 1, 0, 'S' }, { 0, 0, 0, 0 } };
-    if (argc < 2 || (strcmp(argv[1], "fanout") && strcmp(argv[1], "echo")))
+        { "timeout", 1, 0, 't' }, { "server-pid", 1, 0, 'S' }, { "rooms", 1, 0, 'k' },
+        { "members", 1, 0, 'g' }, { 0, 0, 0, 0 } };
+    if (argc < 2)
         usage();
-    int fan = !strcmp(argv[1], "fanout");
-    *o = (struct options){ argv[1], "127.0.0.1", 8080, fan ? "/chat/bench" : "/echo",
-                           fan ? 100 : 10, 1000, 64, 0, 0, 64, 60, 0 };
+    parse_scenario(argv[1], o);
     int ch;
     optind = 2;
-    while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:b:r:w:t:S:", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:b:r:w:t:S:k:g:", longs, NULL)) != -1) {
         switch (ch) {
         case 'H': o->host = optarg; break;
         case 'p': o->port = atoi(optarg); break;
@@ -409,12 +515,18 @@ static void parse(int argc, char **argv, struct options *o)
         case 'w': o->window = atol(optarg); break;
         case 't': o->timeout = atof(optarg); break;
         case 'S': o->server_pid = atol(optarg); break;
+        case 'k': o->rooms = atol(optarg); break;
+        case 'g': o->members = atol(optarg); break;
         default: usage();
         }
     }
+    if (o->sc == SC_ROOMS && o->rooms >= 1 && o->members >= 1 && o->rooms <= 100000
+        && o->members <= 1000)
+        o->conns = o->rooms * o->members;
     if (optind != argc || o->port < 1 || o->port > 65535 || o->conns < 1 || o->conns > 100000
         || o->messages < 1 || o->size < STAMP_LEN || o->size > (long)WSCONN_PAYLOAD_MAX
-        || o->window < 1 || o->window > 1000000 || o->rate < 0 || o->duration < 0)
+        || o->window < 1 || o->window > 1000000 || o->rate < 0 || o->duration < 0
+        || o->rooms < 1 || o->members < 1 || o->members > 1000 || (o->sc == SC_ROOMS && o->rate <= 0))
         usage();
 }
 
@@ -432,6 +544,14 @@ int main(int argc, char **argv)
     R.payload = malloc((size_t)R.opt.size);
     if (!R.base || !R.peers || !R.acks || !R.payload)
         return 1;
+    uint64_t *last_from = NULL;
+    if (R.opt.sc == SC_ROOMS) {
+        last_from = calloc((size_t)R.opt.conns * (size_t)R.opt.members, sizeof *last_from);
+        if (!last_from)
+            return 1;
+        for (long i = 0; i < R.opt.conns; i++)
+            R.peers[i].last_from = last_from + i * R.opt.members;
+    }
     memset(R.payload, 'x', (size_t)R.opt.size);
     hist_init(&R.lat);
     R.publisher.index = -1;
@@ -450,5 +570,6 @@ int main(int argc, char **argv)
     free(R.peers);
     free(R.acks);
     free(R.payload);
+    free(last_from);
     return R.failed || !R.t_start ? 1 : 0;
 }

@@ -77,3 +77,14 @@ def test_wsload_fails_when_the_upgrade_is_refused(broker):
     assert proc.returncode != 0
     assert "upgrade refused" in proc.stderr
     assert "scenario=" not in proc.stdout
+
+
+def test_wsload_rooms_deliver_every_member_everything_in_order(broker):
+    b = broker()
+    r = run_wsload(b, "rooms", "--rooms", "4", "--members", "5", "--messages", "20",
+                   "--rate", "100")
+    assert r["scenario"] == "rooms"
+    assert int(r["conns"]) == 4 * 5
+    assert int(r["sent"]) == 4 * 5 * 20
+    assert int(r["delivered"]) == 4 * 5 * 20 * 5     # each message to its room's 5 members
+    check_sane(r)
