@@ -4,6 +4,7 @@
  *   wsload fanout [options]   1 publisher -> S subscribers on a broadcast route
  *   wsload echo   [options]   C connections doing round trips on an echo route
  *   wsload rooms  [options]   K broadcast rooms of G members, each talking at a rate
+ *   wsload idle   [options]   C connections held open, then checked with one echo each
  *
  * Every message starts "SEQ TS " (16 hex digits each: sequence number and
  * CLOCK_MONOTONIC send time in ns) padded with 'x' to the message size, so
@@ -30,7 +31,7 @@
 #define SENDER_SHIFT 40               /* rooms: seq = member << SENDER_SHIFT | n */
 #define ROOMS_TICK_NS 10000000u       /* rooms: members send every 10 ms */
 
-enum scenario { SC_FANOUT, SC_ECHO, SC_ROOMS };
+enum scenario { SC_FANOUT, SC_ECHO, SC_ROOMS, SC_IDLE };
 
 struct options {
     const char *scenario;
@@ -38,6 +39,7 @@ struct options {
     const char *host;
     int port;
     const char *path;
+    const char *source;  /* local address to connect from, NULL = any */
     long conns;          /* subscribers (fanout), connections (echo), rooms x members */
     long rooms, members; /* rooms */
     long messages;       /* per run (fanout) or per connection (echo) */
@@ -57,12 +59,15 @@ struct peer {
     uint64_t violations;
     uint64_t sent;       /* rooms: messages this member sent */
     uint64_t *last_from; /* rooms: last_seq per member of the room */
+    uint64_t t_connect;  /* idle: when its connect started */
 };
 
 struct run {
     struct options opt;
     struct event_base *base;
-    struct sockaddr_in dst;
+    struct sockaddr_in dst, src;
+    const struct sockaddr_in *srcp;
+    long rss_before, rss_open;      /* idle: the server's VmRSS in kB */
     char host[64];
     struct peer *peers;
     long opened, started, failed;
@@ -115,6 +120,24 @@ static double self_cpu(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
          + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* VmRSS of pid in kB, -1 when unreadable. */
+static long server_rss(long pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    if (pid <= 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
 }
 
 static uint64_t hex16(const unsigned char *p)
@@ -238,6 +261,30 @@ static void fanout_drained(struct wsconn *c)
     fanout_pump();
 }
 
+/* ---------------------------------------------------------------- idle */
+
+/* The hold is over: every connection proves it is still there. */
+static void idle_check(void)
+{
+    R.sending = 0;
+    for (long i = 0; i < R.opt.conns; i++) {
+        stamp(R.payload, 0);
+        wsconn_send_text(R.peers[i].c, R.payload, (size_t)R.opt.size);
+        R.sent++;
+    }
+}
+
+static void idle_message(struct wsconn *c, const unsigned char *head, size_t len)
+{
+    (void)head; (void)len;
+    struct peer *p = wsconn_user(c);
+    if (p->received++ == 0) {
+        R.delivered++;
+        if (++R.done == (uint64_t)R.opt.conns)
+            finish();
+    }
+}
+
 /* ---------------------------------------------------------------- rooms */
 
 static int rooms_all_sent(void)
@@ -289,8 +336,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what; (void)arg;
     uint64_t t = now_ns();
-    if (R.opt.duration > 0 && R.sending && (double)(t - R.t_start) / 1e9 >= R.opt.duration)
+    if (R.opt.duration > 0 && R.sending && (double)(t - R.t_start) / 1e9 >= R.opt.duration) {
+        if (R.opt.sc == SC_IDLE)
+            idle_check();
         R.sending = 0;
+    }
     if (R.opt.timeout > 0 && (double)(t - R.t_start) / 1e9 >= R.opt.timeout + R.opt.duration) {
         fprintf(stderr, "wsload: timed out, counting what has not arrived as lost\n");
         finish();
@@ -337,7 +387,8 @@ static void start_more(void)
             snprintf(path, sizeof path, "%s-%ld", R.opt.path, p->index / R.opt.members);
         else
             snprintf(path, sizeof path, "%s", R.opt.path);
-        p->c = wsconn_start(R.base, &R.dst, NULL, R.host, path, handlers(), p);
+        p->t_connect = now_ns();
+        p->c = wsconn_start(R.base, &R.dst, R.srcp, R.host, path, handlers(), p);
         if (!p->c) {
             perror("wsload: socket");
             R.failed++;
@@ -359,6 +410,8 @@ static void begin(void)
         fanout_pump();
     } else if (R.opt.sc == SC_ROOMS) {
         rooms_pump(R.t_start);
+    } else if (R.opt.sc == SC_IDLE) {
+        R.rss_open = server_rss(R.opt.server_pid);
     } else {
         for (long i = 0; i < R.opt.conns; i++)
             echo_send(&R.peers[i]);
@@ -374,11 +427,13 @@ static void on_open(struct wsconn *c)
         return;
     }
     R.opened++;
+    if (R.opt.sc == SC_IDLE)
+        hist_add(&R.lat, now_ns() - p->t_connect);
     start_more();
     if (R.opened < R.opt.conns)
         return;
     if (R.opt.sc == SC_FANOUT)
-        R.publisher.c = wsconn_start(R.base, &R.dst, NULL, R.host, R.opt.path, handlers(), &R.publisher);
+        R.publisher.c = wsconn_start(R.base, &R.dst, R.srcp, R.host, R.opt.path, handlers(), &R.publisher);
     else
         begin();
 }
@@ -389,6 +444,8 @@ static void on_message(struct wsconn *c, const unsigned char *head, size_t len)
         fanout_message(c, head, len);
     else if (R.opt.sc == SC_ROOMS)
         rooms_message(c, head, len);
+    else if (R.opt.sc == SC_IDLE)
+        idle_message(c, head, len);
     else
         echo_message(c, head, len);
 }
@@ -410,6 +467,15 @@ static const struct wsconn_handlers *handlers(void)
 /* ---------------------------------------------------------------- report */
 
 
+/* Idle: what the open connections cost the server in memory; the
+ * percentiles above are the upgrade times (connect to 101). */
+static void report_idle(void)
+{
+    long per = R.rss_before >= 0 && R.rss_open >= 0
+        ? (R.rss_open - R.rss_before) * 1024 / R.opt.conns : -1;
+    printf(" rss_before_kb=%ld rss_open_kb=%ld rss_per_conn_b=%ld", R.rss_before, R.rss_open, per);
+}
+
 static void report(void)
 {
     double secs = (double)(R.t_end - R.t_start) / 1e9;
@@ -418,6 +484,7 @@ static void report(void)
     double cpu = R.cpu_start >= 0 && cpu_end >= 0 ? cpu_end - R.cpu_start : -1;
     uint64_t expected = R.opt.sc == SC_FANOUT ? R.sent * (uint64_t)R.opt.conns
         : R.opt.sc == SC_ROOMS ? R.sent * (uint64_t)R.opt.members
+        : R.opt.sc == SC_IDLE ? (uint64_t)R.opt.conns
         : (uint64_t)R.opt.messages * (uint64_t)R.opt.conns;
     uint64_t sent = R.opt.sc == SC_ECHO ? expected : R.sent;
     uint64_t lost = expected > R.delivered ? expected - R.delivered : 0;
@@ -436,11 +503,14 @@ static void report(void)
            us[0], us[1], us[2], us[3], lost, R.violations, cpu, cpu > 0 ? R.delivered / cpu : 0, self);
     printf("scenario=%s conns=%ld size=%ld sent=%" PRIu64 " delivered=%" PRIu64 " seconds=%.3f"
            " rate=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f lost=%" PRIu64
-           " order_violations=%" PRIu64 " failed=%ld server_cpu_s=%.3f per_cpu_s=%.0f wsload_cpu_s=%.3f\n",
+           " order_violations=%" PRIu64 " failed=%ld server_cpu_s=%.3f per_cpu_s=%.0f wsload_cpu_s=%.3f server_rss_kb=%ld",
            R.opt.scenario, R.opt.conns, R.opt.size,
            sent, R.delivered, secs, rate,
            us[0], us[1], us[2], us[3], lost, R.violations, R.failed, cpu,
-           cpu > 0 ? R.delivered / cpu : 0, self);
+           cpu > 0 ? R.delivered / cpu : 0, self, server_rss(R.opt.server_pid));
+    if (R.opt.sc == SC_IDLE)
+        report_idle();
+    printf("\n");
 }
 
 /* ---------------------------------------------------------------- options */
@@ -448,17 +518,19 @@ static void report(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: wsload fanout|echo|rooms [options]\n"
+            "usage: wsload fanout|echo|rooms|idle [options]\n"
             "  -H, --host ADDR       broker's IPv4 address (127.0.0.1)\n"
             "  -p, --port N          broker's port (8080)\n"
             "  -P, --path PATH       route (/chat/bench for fanout, /echo for echo;\n"
             "                        rooms: room k is PATH-k, /chat/bench by default)\n"
-            "  -c, --conns N         subscribers (fanout, 100) or connections (echo, 10)\n"
+            "  -s, --source ADDR     local IPv4 address to connect from (any)\n"
+            "  -c, --conns N         subscribers (fanout, 100) or connections (echo 10, idle 1000)\n"
             "  -k, --rooms K         rooms: rooms (10)\n"
             "  -g, --members G       rooms: members of each room, all talking, 1..1000 (10)\n"
             "  -n, --messages N      messages sent (fanout), round trips per connection (echo)\n"
             "                        or messages per member (rooms) (1000)\n"
-            "  -d, --duration SECS   fanout, rooms: send for this long instead of -n messages\n"
+            "  -d, --duration SECS   fanout, rooms: send for this long instead of -n messages;\n"
+            "                        idle: hold the connections this long (10)\n"
             "  -b, --size BYTES      message size, %d..%u (64)\n"
             "  -r, --rate N          fanout: messages per second, 0 = flat out (0);\n"
             "                        rooms: messages per second of each member (10)\n"
@@ -481,6 +553,11 @@ static void parse_scenario(const char *name, struct options *o)
         o->sc = SC_ECHO;
         o->path = "/echo";
         o->conns = 10;
+    } else if (!strcmp(name, "idle")) {
+        o->sc = SC_IDLE;
+        o->path = "/echo";
+        o->conns = 1000;
+        o->duration = 10;
     } else if (!strcmp(name, "rooms")) {
         o->sc = SC_ROOMS;
         o->rate = 10;
@@ -496,13 +573,13 @@ static void parse(int argc, char **argv, struct options *o)
         { "conns", 1, 0, 'c' }, { "messages", 1, 0, 'n' }, { "duration", 1, 0, 'd' },
         { "size", 1, 0, 'b' }, { "rate", 1, 0, 'r' }, { "window", 1, 0, 'w' },
         { "timeout", 1, 0, 't' }, { "server-pid", 1, 0, 'S' }, { "rooms", 1, 0, 'k' },
-        { "members", 1, 0, 'g' }, { 0, 0, 0, 0 } };
+        { "members", 1, 0, 'g' }, { "source", 1, 0, 's' }, { 0, 0, 0, 0 } };
     if (argc < 2)
         usage();
     parse_scenario(argv[1], o);
     int ch;
     optind = 2;
-    while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:b:r:w:t:S:k:g:", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:b:r:w:t:S:k:g:s:", longs, NULL)) != -1) {
         switch (ch) {
         case 'H': o->host = optarg; break;
         case 'p': o->port = atoi(optarg); break;
@@ -517,6 +594,7 @@ static void parse(int argc, char **argv, struct options *o)
         case 'S': o->server_pid = atol(optarg); break;
         case 'k': o->rooms = atol(optarg); break;
         case 'g': o->members = atol(optarg); break;
+        case 's': o->source = optarg; break;
         default: usage();
         }
     }
@@ -526,7 +604,7 @@ static void parse(int argc, char **argv, struct options *o)
     if (optind != argc || o->port < 1 || o->port > 65535 || o->conns < 1 || o->conns > 100000
         || o->messages < 1 || o->size < STAMP_LEN || o->size > (long)WSCONN_PAYLOAD_MAX
         || o->window < 1 || o->window > 1000000 || o->rate < 0 || o->duration < 0
-        || o->rooms < 1 || o->members < 1 || o->members > 1000 || (o->sc == SC_ROOMS && o->rate <= 0))
+        || o->rooms < 1 || o->members < 1 || o->members > 1000 || (o->sc == SC_ROOMS && o->rate <= 0) || (o->sc == SC_IDLE && o->duration <= 0))
         usage();
 }
 
@@ -537,6 +615,12 @@ int main(int argc, char **argv)
     R.dst.sin_port = htons((uint16_t)R.opt.port);
     if (inet_pton(AF_INET, R.opt.host, &R.dst.sin_addr) != 1)
         usage();
+    if (R.opt.source) {
+        R.src.sin_family = AF_INET;
+        if (inet_pton(AF_INET, R.opt.source, &R.src.sin_addr) != 1)
+            usage();
+        R.srcp = &R.src;
+    }
     snprintf(R.host, sizeof R.host, "%s:%d", R.opt.host, R.opt.port);
     R.base = event_base_new();
     R.peers = calloc((size_t)R.opt.conns, sizeof *R.peers);
@@ -555,6 +639,7 @@ int main(int argc, char **argv)
     memset(R.payload, 'x', (size_t)R.opt.size);
     hist_init(&R.lat);
     R.publisher.index = -1;
+    R.rss_before = server_rss(R.opt.server_pid);
     start_more();
     event_base_dispatch(R.base);
     if (R.t_start)

@@ -88,3 +88,13 @@ def test_wsload_rooms_deliver_every_member_everything_in_order(broker):
     assert int(r["sent"]) == 4 * 5 * 20
     assert int(r["delivered"]) == 4 * 5 * 20 * 5     # each message to its room's 5 members
     check_sane(r)
+
+
+def test_wsload_idle_holds_connections_that_still_answer(broker):
+    b = broker()
+    r = run_wsload(b, "idle", "--conns", "200", "--duration", "0.5", "--source", "127.0.0.2")
+    assert r["scenario"] == "idle"
+    assert int(r["sent"]) == int(r["delivered"]) == 200
+    assert float(r["seconds"]) >= 0.5
+    assert int(r["rss_open_kb"]) > 0 and int(r["rss_before_kb"]) > 0
+    check_sane(r)
