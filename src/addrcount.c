@@ -3,7 +3,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "seeded_hash.h"
 
 struct addrcount_entry {
     struct addrcount_entry *next;
@@ -20,6 +21,8 @@ struct addrcount {
 
 #define ADDRCOUNT_INITIAL_BUCKETS 256
 
+_Static_assert(sizeof(struct addrcount_key) == 1 + 8, "addrcount_key is hashed as plain bytes");
+
 struct addrcount *addrcount_new(void)
 {
     struct addrcount *table = calloc(1, sizeof(*table));
@@ -31,8 +34,7 @@ struct addrcount *addrcount_new(void)
         return NULL;
     }
     table->bucket_count = ADDRCOUNT_INITIAL_BUCKETS;
-    if (getentropy(&table->seed, sizeof(table->seed)) != 0)
-        table->seed = (uint64_t)(uintptr_t)table;   /* still varies with ASLR */
+    seeded_hash_random(&table->seed, sizeof(table->seed));
     return table;
 }
 
@@ -75,14 +77,8 @@ bool addrcount_key_of(const struct sockaddr *address, struct addrcount_key *key)
 
 static uint64_t addrcount_hash(const struct addrcount *table, const struct addrcount_key *key)
 {
-    uint64_t hash = 0xcbf29ce484222325ULL ^ table->seed;
-    hash = (hash ^ key->family) * 0x100000001b3ULL;
-    for (size_t i = 0; i < sizeof(key->bytes); i++)
-        hash = (hash ^ key->bytes[i]) * 0x100000001b3ULL;
-    hash ^= hash >> 33;
-    hash *= 0xff51afd7ed558ccdULL;
-    hash ^= hash >> 33;
-    return hash;
+    /* The key is bytes only (no padding), so it is hashed whole. */
+    return seeded_hash_bytes(table->seed, key, sizeof(*key));
 }
 
 static bool addrcount_key_equal(const struct addrcount_key *a, const struct addrcount_key *b)

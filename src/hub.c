@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "envelope.h"
+#include "seeded_hash.h"
 #include "wsframe.h"
 
 struct hub_member {
@@ -53,26 +53,7 @@ struct hub {
 
 static uint64_t hub_hash(const struct hub *hub, const char *name)
 {
-    /* FNV-1a over a seeded basis, finished with a 64-bit mixer. */
-    uint64_t hash = 0xcbf29ce484222325ULL ^ hub->seed;
-    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
-        hash ^= *p;
-        hash *= 0x100000001b3ULL;
-    }
-    hash ^= hash >> 33;
-    hash *= 0xff51afd7ed558ccdULL;
-    hash ^= hash >> 33;
-    return hash;
-}
-
-static void hub_random(void *out, size_t length)
-{
-    if (getentropy(out, length) != 0) {
-        /* still varies per run with ASLR */
-        uintptr_t fallback = (uintptr_t)&fallback;
-        memset(out, 0, length);
-        memcpy(out, &fallback, length < sizeof(fallback) ? length : sizeof(fallback));
-    }
+    return seeded_hash_bytes(hub->seed, name, strlen(name));
 }
 
 struct hub *hub_new(void)
@@ -86,8 +67,8 @@ struct hub *hub_new(void)
         return NULL;
     }
     hub->bucket_count = HUB_INITIAL_BUCKETS;
-    hub_random(&hub->seed, sizeof(hub->seed));
-    hub_random(&hub->epoch_base, sizeof(hub->epoch_base));
+    seeded_hash_random(&hub->seed, sizeof(hub->seed));
+    seeded_hash_random(&hub->epoch_base, sizeof(hub->epoch_base));
     return hub;
 }
 
