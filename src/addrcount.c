@@ -137,6 +137,14 @@ unsigned addrcount_add(struct addrcount *table, const struct addrcount_key *key)
     return 1;
 }
 
+bool addrcount_admit(struct addrcount *table, const struct addrcount_key *key, unsigned limit,
+                     bool *counted)
+{
+    unsigned count = addrcount_add(table, key);
+    *counted = count > 0;
+    return count > 0 && (limit == 0 || count <= limit);
+}
+
 void addrcount_remove(struct addrcount *table, const struct addrcount_key *key)
 {
     struct addrcount_entry **link = addrcount_slot(table, key);

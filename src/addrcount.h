@@ -33,6 +33,13 @@ bool addrcount_key_of(const struct sockaddr *address, struct addrcount_key *key)
  * memory (nothing was added). */
 unsigned addrcount_add(struct addrcount *table, const struct addrcount_key *key);
 
+/* Adds one connection for key under limit (0: no limit). Returns false
+ * when key is now over limit, or when it could not be counted for lack of
+ * memory (refusing is the safe answer then); *counted says whether it was
+ * added, so the caller knows to remove it later. */
+bool addrcount_admit(struct addrcount *table, const struct addrcount_key *key, unsigned limit,
+                     bool *counted);
+
 /* Removes one connection added for key; the entry goes at zero. */
 void addrcount_remove(struct addrcount *table, const struct addrcount_key *key);
 

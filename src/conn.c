@@ -298,14 +298,9 @@ static void conn_count_address(struct conn *conn, const struct sockaddr *address
 {
     if (conn->address_counted || !addrcount_key_of(address, &conn->address_key))
         return;
-    unsigned count = addrcount_add(conn->server->addresses, &conn->address_key);
-    if (count == 0) {
-        conn->over_address_limit = true;
-        return;
-    }
-    conn->address_counted = true;
-    unsigned limit = conn->config->limits.max_connections_per_ip;
-    conn->over_address_limit = limit > 0 && count > limit;
+    conn->over_address_limit =
+        !addrcount_admit(conn->server->addresses, &conn->address_key,
+                         conn->config->limits.max_connections_per_ip, &conn->address_counted);
 }
 
 static void conn_uncount_address(struct conn *conn)
@@ -314,6 +309,17 @@ static void conn_uncount_address(struct conn *conn)
         conn->address_counted = false;
         addrcount_remove(conn->server->addresses, &conn->address_key);
     }
+}
+
+/* A connection that has said all it will say no longer holds a place
+ * under max_connections: the limit is for clients being served. */
+static void conn_uncount(struct conn *conn)
+{
+    if (conn->counted) {
+        conn->counted = false;
+        conn->server->connection_count--;
+    }
+    conn_uncount_address(conn);
 }
 
 static void conn_log_close(struct conn *conn)
@@ -362,11 +368,8 @@ static void conn_free(struct conn *conn)
     if (conn->has_identity)
         auth_identity_clear(&conn->identity);
     config_release(conn->config);
-    conn_uncount_address(conn);
-    bool counted = conn->counted;
+    conn_uncount(conn);
     free(conn);
-    if (counted)
-        server->connection_count--;
     server_connection_gone(server);
 }
 
@@ -389,17 +392,6 @@ static void conn_finish(struct conn *conn)
     conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout + CONN_LINGER_SECONDS);
     if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
         conn_write_cb(conn->bev, conn);
-}
-
-/* A connection that has said all it will say no longer holds a place
- * under max_connections: the limit is for clients being served. */
-static void conn_uncount(struct conn *conn)
-{
-    if (conn->counted) {
-        conn->counted = false;
-        conn->server->connection_count--;
-    }
-    conn_uncount_address(conn);
 }
 
 static void conn_linger(struct conn *conn)

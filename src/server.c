@@ -111,10 +111,8 @@ static bool server_sniff_count(struct server_sniff *sniff)
     if (proxy_peer_trusted((struct sockaddr *)&sniff->address, &server->config->proxy) ||
         !addrcount_key_of((struct sockaddr *)&sniff->address, &sniff->key))
         return true;
-    unsigned count = addrcount_add(server->addresses, &sniff->key);
-    sniff->counted = count > 0;
-    unsigned limit = server->config->limits.max_connections_per_ip;
-    return count > 0 && (limit == 0 || count <= limit);
+    return addrcount_admit(server->addresses, &sniff->key,
+                           server->config->limits.max_connections_per_ip, &sniff->counted);
 }
 
 /* Unlinks and frees a sniff; its socket is the caller's business. */

@@ -56,6 +56,28 @@ static void test_counts_up_and_down(void **state)
     addrcount_free(table);
 }
 
+static void test_admit_under_a_limit(void **state)
+{
+    (void)state;
+    struct addrcount *table = addrcount_new();
+    assert_non_null(table);
+    struct addrcount_key key = key_of_text("192.0.2.9");
+    bool counted = false;
+    assert_true(addrcount_admit(table, &key, 2, &counted));
+    assert_true(counted);
+    assert_true(addrcount_admit(table, &key, 2, &counted));
+    /* The third is over the limit, and counted all the same: the caller
+     * removes it when that connection goes. */
+    counted = false;
+    assert_false(addrcount_admit(table, &key, 2, &counted));
+    assert_true(counted);
+    assert_int_equal(addrcount_get(table, &key), 3);
+    /* No limit: always admitted. */
+    assert_true(addrcount_admit(table, &key, 0, &counted));
+    assert_int_equal(addrcount_get(table, &key), 4);
+    addrcount_free(table);
+}
+
 static void test_ipv6_counts_by_64(void **state)
 {
     (void)state;
@@ -124,6 +146,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_up_and_down),
+        cmocka_unit_test(test_admit_under_a_limit),
         cmocka_unit_test(test_ipv6_counts_by_64),
         cmocka_unit_test(test_mapped_ipv4_is_ipv4),
         cmocka_unit_test(test_unix_peer_has_no_key),
