@@ -60,15 +60,27 @@ static void pubsub_send_ok(struct pubsub_session *session, json_t *id, json_t *e
  * seq), like one refused with too_large at a pubsub publish: queueing a
  * frame up to six times the limit would let one sender push every pubsub
  * member of a channel over outbound_queue_max and cut them all off. */
-static bool pubsub_event_deliverable(const struct pubsub_session *session,
-                                     struct message *message)
+/* Whether message's event (its envelope frame's payload) is within
+ * max_message_size; its length goes to *length. False also when the event
+ * cannot be built. */
+static bool pubsub_event_within_limit(const struct pubsub_session *session,
+                                      struct message *message, size_t *length)
 {
     struct shared_frame *frame = message_envelope_frame(message);
     if (frame == NULL)
         return false;
-    size_t length = frame->length - shared_frame_payload_offset(frame);
-    if (length <= session->host.config->websocket.max_message_size)
+    *length = frame->length - shared_frame_payload_offset(frame);
+    return *length <= session->host.config->websocket.max_message_size;
+}
+
+static bool pubsub_event_deliverable(const struct pubsub_session *session,
+                                     struct message *message)
+{
+    size_t length = 0;
+    if (pubsub_event_within_limit(session, message, &length))
         return true;
+    if (length == 0)
+        return false;   /* out of memory building it */
     log_debug(&session->host.server->log,
               "not delivering message %llu of %s to %s: its event is %zu bytes, over "
               "max_message_size", (unsigned long long)message->seq, message->channel,
@@ -255,11 +267,8 @@ static void pubsub_unsubscribe(struct pubsub_session *session, const struct enve
 static bool pubsub_event_fits(struct pubsub_session *session, struct message *message)
 {
     message->seq = hub_next_seq(pubsub_hub(session), message->channel);
-    struct shared_frame *frame = message_envelope_frame(message);
-    if (frame == NULL)
-        return false;
-    return frame->length - shared_frame_payload_offset(frame) <=
-           session->host.config->websocket.max_message_size;
+    size_t length;
+    return pubsub_event_within_limit(session, message, &length);
 }
 
 static void pubsub_publish(struct pubsub_session *session, const struct envelope_request *r)
