@@ -455,31 +455,8 @@ class WSClient:
         """Reads the next data message (reassembling fragments), answering
         pings when auto_pong and skipping pongs. Returns (opcode, payload).
         A close frame raises UnexpectedFrame."""
-        deadline = time.monotonic() + timeout
-        opcode = None
-        parts = []
-        while True:
-            frame = self.recv_frame(max(0.0, deadline - time.monotonic()))
-            if frame.opcode == OP_PING:
-                if auto_pong:
-                    self.send_pong(frame.payload)
-                continue
-            if frame.opcode == OP_PONG:
-                continue
-            if frame.opcode == OP_CLOSE:
-                self.close_raw = frame.payload
-                raise UnexpectedFrame("close frame instead of a message: %r" %
-                                      (parse_close_payload(frame.payload),))
-            if frame.opcode == OP_CONT:
-                if opcode is None:
-                    raise UnexpectedFrame("continuation frame without a start")
-            else:
-                if opcode is not None:
-                    raise UnexpectedFrame("new data frame inside a fragmented message")
-                opcode = frame.opcode
-            parts.append(frame.payload)
-            if frame.fin:
-                return opcode, b"".join(parts)
+        frames = self.recv_message_frames(timeout, auto_pong)
+        return frames[0].opcode, b"".join(frame.payload for frame in frames)
 
     def recv_message_frames(self, timeout=DEFAULT_TIMEOUT, auto_pong=True):
         """Reads the next data message and returns its frames as received
