@@ -379,13 +379,18 @@ def broker(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shared_broker(tmp_path_factory):
+def module_broker(tmp_path_factory, request):
+    """Factory like `broker`, for brokers a module's tests share."""
+    factory = BrokerFactory(tmp_path_factory.mktemp(request.module.__name__))
+    yield factory
+    factory.finish()
+
+
+@pytest.fixture(scope="module")
+def shared_broker(module_broker):
     """One broker with the default config shared by a module's tests that
     only need fresh connections to it (and never look at its log)."""
-    factory = BrokerFactory(tmp_path_factory.mktemp("shared"))
-    b = factory()
-    yield b
-    factory.finish()
+    return module_broker()
 
 
 @pytest.fixture

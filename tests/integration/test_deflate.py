@@ -18,7 +18,6 @@ import zlib
 import pytest
 import websockets
 
-from conftest import BrokerFactory
 from step2util import API_TOKEN, api_publish
 from wsclient import (OP_BINARY, OP_CONT, OP_PING, OP_TEXT, deflate_payload,
                       inflate_payload, upgrade, ws_connect)
@@ -51,26 +50,19 @@ def json_text(size, seed=3):
 
 
 @pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = BrokerFactory(tmp_path_factory.mktemp("deflate"))
-    yield f
-    f.finish()
-
-
-@pytest.fixture(scope="module")
-def db(factory):
+def db(module_broker):
     """Compression with every default: level 1, min_size 256, window 15."""
-    return factory(http={"api_token": API_TOKEN})
+    return module_broker(http={"api_token": API_TOKEN})
 
 
 @pytest.fixture(scope="module")
-def db12(factory):
-    return factory(websocket={"compression": {"max_window_bits": 12}})
+def db12(module_broker):
+    return module_broker(websocket={"compression": {"max_window_bits": 12}})
 
 
 @pytest.fixture(scope="module")
-def dboff(factory):
-    return factory(websocket={"compression": {"enabled": False}})
+def dboff(module_broker):
+    return module_broker(websocket={"compression": {"enabled": False}})
 
 
 def negotiate(port, offer, name=EXT):
@@ -240,13 +232,13 @@ def test_refused_upgrade_carries_no_extension(db):
 # ---------------------------------------------------------------- the wire
 
 @pytest.fixture(scope="module")
-def db0(factory):
-    return factory(websocket={"compression": {"min_size": 0}})
+def db0(module_broker):
+    return module_broker(websocket={"compression": {"min_size": 0}})
 
 
 @pytest.fixture(scope="module")
-def db4k(factory):
-    return factory(websocket={"compression": {"min_size": 4096}})
+def db4k(module_broker):
+    return module_broker(websocket={"compression": {"min_size": 4096}})
 
 
 @pytest.mark.parametrize("which,min_size", [("db", 256), ("db0", 0), ("db4k", 4096)])
@@ -432,8 +424,8 @@ BIG = text_with_far_repeats(65536, block=3000, seed=11)      # exactly max_messa
 
 
 @pytest.mark.parametrize("level", range(10))
-def test_round_trips_at_every_level(factory, level):
-    b = factory(websocket={"compression": {"level": level}})
+def test_round_trips_at_every_level(module_broker, level):
+    b = module_broker(websocket={"compression": {"level": level}})
     raw = deflate_ws(b.port, "/chat/lvl")
     big_text = BIG.decode()
     short = SHORT % level
@@ -468,11 +460,11 @@ def test_round_trips_at_every_level(factory, level):
     raw.close()
 
 
-def test_level_change_on_reload_applies_to_new_connections(factory):
+def test_level_change_on_reload_applies_to_new_connections(module_broker):
     """websocket.compression applies to connections accepted after a
     reload: an old and a new member of one channel each get the message
     compressed at their own connection's level."""
-    b = factory(websocket={"compression": {"level": 1}})
+    b = module_broker(websocket={"compression": {"level": 1}})
     old = deflate_ws(b.port, "/chat/reload")
     b.reload(websocket={"compression": {"level": 9}})
     b.wait_log("configuration reloaded")
@@ -513,8 +505,8 @@ def bomb():
 
 
 @pytest.mark.parametrize("fragments", [1, 3])
-def test_zip_bomb_is_closed_1009_without_memory_growth(factory, bomb, fragments):
-    b = factory(websocket={"max_message_size": 65536})
+def test_zip_bomb_is_closed_1009_without_memory_growth(module_broker, bomb, fragments):
+    b = module_broker(websocket={"max_message_size": 65536})
     pid = b.proc.pid
     warm = deflate_ws(b.port)
     warm.send_binary(deflate_payload(b"\x00" * 60000), rsv=4)     # just under the bound
@@ -543,8 +535,8 @@ def test_zip_bomb_is_closed_1009_without_memory_growth(factory, bomb, fragments)
     warm.close()
 
 
-def test_inflated_size_exactly_max_is_accepted(factory):
-    b = factory(websocket={"max_message_size": 4096})
+def test_inflated_size_exactly_max_is_accepted(module_broker):
+    b = module_broker(websocket={"max_message_size": 4096})
     ws = deflate_ws(b.port)
     ws.send_binary(deflate_payload(b"a" * 4096), rsv=4)
     assert recv_inflated(ws) == (OP_BINARY, b"a" * 4096, True)
@@ -558,8 +550,8 @@ def test_inflated_size_exactly_max_is_accepted(factory):
 FAN_N = 100
 
 
-def test_fan_out_to_100_subscribers_one_payload_per_window(factory):
-    b = factory(websocket={"max_message_size": 1048576})
+def test_fan_out_to_100_subscribers_one_payload_per_window(module_broker):
+    b = module_broker(websocket={"max_message_size": 1048576})
     subscribers = []       # (ws, window or None)
     for i in range(FAN_N):
         if i % 2 == 1:

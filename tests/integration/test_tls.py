@@ -23,7 +23,7 @@ import websockets
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import BrokerFactory, STATIC_FILES, line_of, run_wsbroker
+from conftest import STATIC_FILES, line_of, run_wsbroker
 from step2util import openssl
 from wsclient import (OP_TEXT, http_exchange, http_request, read_until_close, upgrade,
                       ws_connect)
@@ -196,21 +196,14 @@ def expect_refused(port, ctx):
 # ---------------------------------------------------------------- brokers
 
 @pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = BrokerFactory(tmp_path_factory.mktemp("tls"))
-    yield f
-    f.finish()
-
-
-@pytest.fixture(scope="module")
-def tb(factory, certs):
+def tb(module_broker, certs):
     """A broker whose one listener speaks TLS with the default options."""
-    return factory(tls={"cert": certs.server, "key": certs.server_key})
+    return module_broker(tls={"cert": certs.server, "key": certs.server_key})
 
 
 @pytest.fixture(scope="module")
-def plain(factory):
-    return factory()
+def plain(module_broker):
+    return module_broker()
 
 
 # ---------------------------------------------------------------- https
@@ -283,8 +276,8 @@ def test_tls_below_12_is_refused_by_the_server(tb, certs, maximum):
     assert http_request(tb.port, "/healthz", tls=client_context(certs)).status == 200
 
 
-def test_min_version_tls13_refuses_a_tls12_client(factory, certs):
-    b = factory(tls={"cert": certs.server, "key": certs.server_key, "min_version": "TLSv1.3"})
+def test_min_version_tls13_refuses_a_tls12_client(module_broker, certs):
+    b = module_broker(tls={"cert": certs.server, "key": certs.server_key, "min_version": "TLSv1.3"})
     ctx = client_context(certs, maximum=ssl.TLSVersion.TLSv1_2)
     with pytest.raises(ssl.SSLError) as info:
         tls_connect(b.port, ctx)
@@ -294,8 +287,8 @@ def test_min_version_tls13_refuses_a_tls12_client(factory, certs):
     assert http_request(b.port, "/healthz", tls=client_context(certs)).status == 200
 
 
-def test_cipher_options_choose_the_suites(factory, certs):
-    b = factory(tls={"cert": certs.server, "key": certs.server_key,
+def test_cipher_options_choose_the_suites(module_broker, certs):
+    b = module_broker(tls={"cert": certs.server, "key": certs.server_key,
                      "ciphers": "ECDHE+CHACHA20", "ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"})
     with tls_connect(b.port, client_context(certs)) as s:
         assert s.cipher()[0] == "TLS_CHACHA20_POLY1305_SHA256", s.cipher()
@@ -481,9 +474,9 @@ def test_tls_client_hello_to_plain_port_gets_400_quickly(plain, certs):
 
 
 @pytest.fixture(scope="module")
-def tb_short(factory, certs):
+def tb_short(module_broker, certs):
     """A TLS broker with a handshake_timeout of 1 s (close_timeout stays 2)."""
-    return factory(tls={"cert": certs.server, "key": certs.server_key},
+    return module_broker(tls={"cert": certs.server, "key": certs.server_key},
                    websocket={"handshake_timeout": 1})
 
 
@@ -534,10 +527,10 @@ def test_handshake_timeout_counts_from_accept_not_from_the_first_byte(tb_short, 
     assert elapsed < 1.6, "closed %.1f s after accept, handshake_timeout is 1 s" % elapsed
 
 
-def test_per_ip_limit_closes_extra_silent_tls_connections(factory, certs):
+def test_per_ip_limit_closes_extra_silent_tls_connections(module_broker, certs):
     """Connections still being looked at hold their address's places, and
     one over the limit is closed at once (no 503 is possible before TLS)."""
-    b = factory(tls={"cert": certs.server, "key": certs.server_key},
+    b = module_broker(tls={"cert": certs.server, "key": certs.server_key},
                 limits={"max_connections_per_ip": 3})
     silent = []
     try:
@@ -562,8 +555,8 @@ def test_per_ip_limit_closes_extra_silent_tls_connections(factory, certs):
             sock.close()
 
 
-def test_sigterm_closes_wss_connections_1001_and_exits_0(factory, certs):
-    b = factory(tls={"cert": certs.server, "key": certs.server_key})
+def test_sigterm_closes_wss_connections_1001_and_exits_0(module_broker, certs):
+    b = module_broker(tls={"cert": certs.server, "key": certs.server_key})
     clients = [ws_connect(b.port, path, tls=client_context(certs))
                for path in ("/echo", "/chat/bye", "/chat/bye")]
     b.signal(signal.SIGTERM)
@@ -576,11 +569,11 @@ def test_sigterm_closes_wss_connections_1001_and_exits_0(factory, certs):
         ws.close()
 
 
-def test_sigterm_closes_a_tls_connection_that_has_sent_nothing_yet(factory, certs):
+def test_sigterm_closes_a_tls_connection_that_has_sent_nothing_yet(module_broker, certs):
     """The broker waits for the first bytes of a TLS connection before it
     becomes a connection; shutdown closes such a socket at once instead of
     leaving it (and what it holds) to the process exit."""
-    b = factory(tls={"cert": certs.server, "key": certs.server_key},
+    b = module_broker(tls={"cert": certs.server, "key": certs.server_key},
                 shutdown_timeout=3, websocket={"close_timeout": 10})
     busy = ws_connect(b.port, "/echo", tls=client_context(certs))   # never answers the close
     silent = socket.create_connection(("127.0.0.1", b.port), timeout=5)
@@ -598,8 +591,8 @@ def test_sigterm_closes_a_tls_connection_that_has_sent_nothing_yet(factory, cert
 
 # ---------------------------------------------------------------- client certificates
 
-def test_verify_client_requires_a_certificate_from_the_ca(factory, certs):
-    b = factory(tls={"cert": certs.server, "key": certs.server_key, "verify_client": True,
+def test_verify_client_requires_a_certificate_from_the_ca(module_broker, certs):
+    b = module_broker(tls={"cert": certs.server, "key": certs.server_key, "verify_client": True,
                      "ca_file": certs.ca})
     good = client_context(certs, cert=certs.client, key=certs.client_key)
     response = http_request(b.port, "/healthz", tls=good)
@@ -630,9 +623,9 @@ def wait_reloaded(b, count):
         time.sleep(0.05)
 
 
-def test_sighup_reloads_the_certificate_and_keeps_connections(factory, certs, tmp_path):
+def test_sighup_reloads_the_certificate_and_keeps_connections(module_broker, certs, tmp_path):
     tls = certs.copy_identity(tmp_path, certs.server, certs.server_key)
-    b = factory(tls=tls)
+    b = module_broker(tls=tls)
     ctx = client_context(certs)
     first, second = Certs.leaf_der(certs.server), Certs.leaf_der(certs.server2)
     assert first != second
@@ -662,9 +655,9 @@ def test_sighup_reloads_the_certificate_and_keeps_connections(factory, certs, tm
 
 
 @pytest.mark.parametrize("breakage", ["garbage cert", "mismatched key", "missing cert"])
-def test_bad_certificate_on_reload_keeps_the_old_one(factory, certs, tmp_path, breakage):
+def test_bad_certificate_on_reload_keeps_the_old_one(module_broker, certs, tmp_path, breakage):
     tls = certs.copy_identity(tmp_path, certs.server, certs.server_key)
-    b = factory(tls=tls)
+    b = module_broker(tls=tls)
     first = Certs.leaf_der(certs.server)
     ctx = client_context(certs)
     live = ws_connect(b.port, "/echo", tls=ctx)
