@@ -67,6 +67,18 @@ class Reader(threading.Thread):
         except Exception as exc:          # reported by the test
             self.error = exc
 
+    def wait_for(self, count, deadline):
+        """Waits until count messages are in or the monotonic deadline
+        passes, failing at once on a read error."""
+        while len(self.messages) < count and time.monotonic() < deadline:
+            assert self.error is None, self.error
+            time.sleep(0.05)
+
+    def finish(self):
+        """Stops reading (the caller then checks self.error)."""
+        self.stop.set()
+        self.join(5)
+
 
 def drain_until_closed(ws, timeout, limit):
     """Reads and discards until EOF/reset; returns (closed, bytes read)."""
@@ -120,12 +132,9 @@ def test_slow_reader_is_dropped_and_others_get_everything(broker):
         assert "slow reader" in b.log(), "no slow reader drop after %d messages" % sent
 
         # The healthy subscriber gets every message, in order.
-        while len(reader.messages) < sent and time.monotonic() < deadline:
-            assert reader.error is None, reader.error
-            time.sleep(0.05)
+        reader.wait_for(sent, deadline)
     finally:
-        reader.stop.set()
-        reader.join(5)
+        reader.finish()
     assert reader.error is None, reader.error
     assert len(reader.messages) == sent
     for i, (opcode, payload) in enumerate(reader.messages):

@@ -322,13 +322,9 @@ def test_readers_dropped_mid_fan_out_and_their_leaves(broker):
             if b.log().count("slow reader") >= 3:
                 break
         assert b.log().count("slow reader") == 3, "drops after %d messages" % sent
-        want = sent + 3
-        while len(collector.messages) < want and time.monotonic() < deadline:
-            assert collector.error is None, collector.error
-            time.sleep(0.05)
+        collector.wait_for(sent + 3, deadline)
     finally:
-        collector.stop.set()
-        collector.join(5)
+        collector.finish()
     assert collector.error is None, collector.error
     events = [json.loads(payload) for opcode, payload in collector.messages]
     assert all(opcode == OP_TEXT for opcode, _ in collector.messages)
