@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #define PUBLISH_HIGH (256 * 1024)     /* publisher's output kept below this */
 #define SENDER_SHIFT 40               /* rooms: seq = member << SENDER_SHIFT | n */
 #define ROOMS_TICK_NS 10000000u       /* rooms: members send every 10 ms */
+#define SERVER_PIDS_MAX 8             /* -S: a server of several processes */
 
 enum scenario { SC_FANOUT, SC_ECHO, SC_ROOMS, SC_IDLE };
 
@@ -48,7 +50,8 @@ struct options {
     double duration;     /* fanout: seconds to send for, replaces messages */
     long window;
     double timeout;
-    long server_pid;
+    long server_pid[SERVER_PIDS_MAX]; /* summed over: e.g. nginx master and worker */
+    int server_pids;
 };
 
 struct peer {
@@ -80,6 +83,7 @@ struct run {
     double cpu_start, self_start;
     int sending;
     struct event *tick;
+    struct event *hold_end;     /* idle: SIGUSR1 ends the hold early */
     unsigned char *payload;
 };
 
@@ -93,7 +97,7 @@ static uint64_t now_ns(void)
 }
 
 /* utime + stime of pid in seconds, -1 when unreadable. */
-static double server_cpu(long pid)
+static double pid_cpu(long pid)
 {
     char path[64], buf[1024];
     if (pid <= 0)
@@ -123,7 +127,7 @@ static double self_cpu(void)
 }
 
 /* VmRSS of pid in kB, -1 when unreadable. */
-static long server_rss(long pid)
+static long pid_rss(long pid)
 {
     char path[64], line[256];
     long kb = -1;
@@ -138,6 +142,35 @@ static long server_rss(long pid)
             break;
     fclose(f);
     return kb;
+}
+
+/* The server's CPU seconds: the sum over its processes (-S), -1 when one is
+ * unreadable or none was given. */
+static double server_cpu(void)
+{
+    double sum = 0;
+    for (int i = 0; i < R.opt.server_pids; i++) {
+        double s = pid_cpu(R.opt.server_pid[i]);
+        if (s < 0)
+            return -1;
+        sum += s;
+    }
+    return R.opt.server_pids ? sum : -1;
+}
+
+/* The server's resident memory in kB, summed the same way. Pages that
+ * several of its processes share count once per process, but the
+ * differences the report gives do not grow with that. */
+static long server_rss(void)
+{
+    long sum = 0;
+    for (int i = 0; i < R.opt.server_pids; i++) {
+        long kb = pid_rss(R.opt.server_pid[i]);
+        if (kb < 0)
+            return -1;
+        sum += kb;
+    }
+    return R.opt.server_pids ? sum : -1;
 }
 
 static uint64_t hex16(const unsigned char *p)
@@ -266,12 +299,34 @@ static void fanout_drained(struct wsconn *c)
 /* The hold is over: every connection proves it is still there. */
 static void idle_check(void)
 {
+    if (!R.sending)
+        return;
     R.sending = 0;
     for (long i = 0; i < R.opt.conns; i++) {
         stamp(R.payload, 0);
         wsconn_send_text(R.peers[i].c, R.payload, (size_t)R.opt.size);
         R.sent++;
     }
+}
+
+/* SIGUSR1: whoever started several wsload processes has measured the
+ * server while all of them held their connections. */
+static void idle_hold_end(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig; (void)what; (void)arg;
+    idle_check();
+}
+
+/* Everybody is connected: says so on stderr (a line to wait for when
+ * several processes share the load) and holds until -d or SIGUSR1. */
+static void idle_hold(void)
+{
+    R.rss_open = server_rss();
+    fprintf(stderr, "wsload: holding %ld connections\n", R.opt.conns);
+    fflush(stderr);
+    R.hold_end = evsignal_new(R.base, SIGUSR1, idle_hold_end, NULL);
+    if (R.hold_end)
+        event_add(R.hold_end, NULL);
 }
 
 static void idle_message(struct wsconn *c, const unsigned char *head, size_t len)
@@ -399,7 +454,7 @@ static void start_more(void)
 /* Everybody is connected: the measurement starts. */
 static void begin(void)
 {
-    R.cpu_start = server_cpu(R.opt.server_pid);
+    R.cpu_start = server_cpu();
     R.self_start = self_cpu();
     R.t_start = now_ns();
     R.sending = 1;
@@ -411,7 +466,7 @@ static void begin(void)
     } else if (R.opt.sc == SC_ROOMS) {
         rooms_pump(R.t_start);
     } else if (R.opt.sc == SC_IDLE) {
-        R.rss_open = server_rss(R.opt.server_pid);
+        idle_hold();
     } else {
         for (long i = 0; i < R.opt.conns; i++)
             echo_send(&R.peers[i]);
@@ -479,7 +534,7 @@ static void report_idle(void)
 static void report(void)
 {
     double secs = (double)(R.t_end - R.t_start) / 1e9;
-    double cpu_end = server_cpu(R.opt.server_pid);
+    double cpu_end = server_cpu();
     double self = self_cpu() - R.self_start;
     double cpu = R.cpu_start >= 0 && cpu_end >= 0 ? cpu_end - R.cpu_start : -1;
     uint64_t expected = R.opt.sc == SC_FANOUT ? R.sent * (uint64_t)R.opt.conns
@@ -507,7 +562,7 @@ static void report(void)
            R.opt.scenario, R.opt.conns, R.opt.size,
            sent, R.delivered, secs, rate,
            us[0], us[1], us[2], us[3], lost, R.violations, R.failed, cpu,
-           cpu > 0 ? R.delivered / cpu : 0, self, server_rss(R.opt.server_pid));
+           cpu > 0 ? R.delivered / cpu : 0, self, server_rss());
     if (R.opt.sc == SC_IDLE)
         report_idle();
     printf("\n");
@@ -530,14 +585,16 @@ static void usage(void)
             "  -n, --messages N      messages sent (fanout), round trips per connection (echo)\n"
             "                        or messages per member (rooms) (1000)\n"
             "  -d, --duration SECS   fanout, rooms: send for this long instead of -n messages;\n"
-            "                        idle: hold the connections this long (10)\n"
+            "                        idle: hold the connections this long, or until\n"
+            "                        SIGUSR1 (10)\n"
             "  -b, --size BYTES      message size, %d..%u (64)\n"
             "  -r, --rate N          fanout: messages per second, 0 = flat out (0);\n"
             "                        rooms: messages per second of each member (10)\n"
             "  -w, --window N        fanout: messages not yet delivered to all, at most (64)\n"
             "  -t, --timeout SECS    give up this long after the start (60)\n"
-            "  -S, --server-pid PID  report this process's CPU time during the run\n",
-            STAMP_LEN, WSCONN_PAYLOAD_MAX);
+            "  -S, --server-pid PID  report this process's CPU time and memory; several\n"
+            "                        (PID,PID or -S again, up to %d) are added up\n",
+            STAMP_LEN, WSCONN_PAYLOAD_MAX, SERVER_PIDS_MAX);
     exit(2);
 }
 
@@ -566,6 +623,19 @@ static void parse_scenario(const char *name, struct options *o)
     }
 }
 
+/* -S PID[,PID...], also given several times. */
+static void parse_pids(const char *list, struct options *o)
+{
+    char *end;
+    do {
+        long pid = strtol(list, &end, 10);
+        if (end == list || pid <= 0 || o->server_pids == SERVER_PIDS_MAX || (*end && *end != ','))
+            usage();
+        o->server_pid[o->server_pids++] = pid;
+        list = end + 1;
+    } while (*end == ',');
+}
+
 static void parse(int argc, char **argv, struct options *o)
 {
     static const struct option longs[] = {
@@ -591,7 +661,7 @@ static void parse(int argc, char **argv, struct options *o)
         case 'r': o->rate = atof(optarg); break;
         case 'w': o->window = atol(optarg); break;
         case 't': o->timeout = atof(optarg); break;
-        case 'S': o->server_pid = atol(optarg); break;
+        case 'S': parse_pids(optarg, o); break;
         case 'k': o->rooms = atol(optarg); break;
         case 'g': o->members = atol(optarg); break;
         case 's': o->source = optarg; break;
@@ -639,7 +709,7 @@ int main(int argc, char **argv)
     memset(R.payload, 'x', (size_t)R.opt.size);
     hist_init(&R.lat);
     R.publisher.index = -1;
-    R.rss_before = server_rss(R.opt.server_pid);
+    R.rss_before = server_rss();
     start_more();
     event_base_dispatch(R.base);
     if (R.t_start)
@@ -651,6 +721,8 @@ int main(int argc, char **argv)
     wsconn_free(R.publisher.c);
     if (R.tick)
         event_free(R.tick);
+    if (R.hold_end)
+        event_free(R.hold_end);
     event_base_free(R.base);
     free(R.peers);
     free(R.acks);
