@@ -256,6 +256,14 @@ static int wsconn_socket(const struct sockaddr_in *src)
      * peer's delayed ACK (about 40 ms) and latency measures Nagle. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* The port is then picked at connect() for this destination: bind()
+     * alone would look for one free on the address as a whole, which gets
+     * slow (and runs out) once an earlier run's connections from it are in
+     * TIME_WAIT. */
+    if (src)
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
     if (src && bind(fd, (const struct sockaddr *)src, sizeof *src) < 0) {
         close(fd);
         return -1;
