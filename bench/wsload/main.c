@@ -322,11 +322,13 @@ static void idle_hold_end(evutil_socket_t sig, short what, void *arg)
 static void idle_hold(void)
 {
     R.rss_open = server_rss();
-    fprintf(stderr, "wsload: holding %ld connections\n", R.opt.conns);
-    fflush(stderr);
+    /* Caught before it is announced: a SIGUSR1 right after the line must
+     * not find the default action (terminate) still in place. */
     R.hold_end = evsignal_new(R.base, SIGUSR1, idle_hold_end, NULL);
     if (R.hold_end)
         event_add(R.hold_end, NULL);
+    fprintf(stderr, "wsload: holding %ld connections\n", R.opt.conns);
+    fflush(stderr);
 }
 
 static void idle_message(struct wsconn *c, const unsigned char *head, size_t len)
