@@ -12,7 +12,9 @@ import logging
 import signal
 import sys
 
+import tornado.httpserver
 import tornado.ioloop
+import tornado.netutil
 import tornado.web
 import tornado.websocket
 
@@ -52,7 +54,10 @@ def main():
         (r"/chat/([^/]+)", ChatHandler),
         (r"/echo", EchoHandler),
     ])
-    app.listen(int(sys.argv[1]), address="127.0.0.1")
+    # The listen backlog wsbroker has (1024) instead of Tornado's 128, which
+    # hundreds of connects at once overflow
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets(tornado.netutil.bind_sockets(int(sys.argv[1]), "127.0.0.1", backlog=1024))
     loop = tornado.ioloop.IOLoop.current()
     # SIGTERM ends the loop, and the process exits 0 like the other servers
     signal.signal(signal.SIGTERM, lambda sig, frame: loop.add_callback_from_signal(loop.stop))

@@ -9,7 +9,8 @@
 //
 // ws's defaults throughout, except perMessageDeflate, set to false here
 // explicitly: bench/run's load generator never offers permessage-deflate,
-// and the broker it is compared with then does not compress either.
+// and the broker it is compared with then does not compress either; and
+// the listen backlog, which every server in bench/run gets the same.
 'use strict';
 
 const { WebSocketServer } = require('ws');
@@ -44,7 +45,8 @@ function echo(ws) {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
 }
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate: false });
+// backlog: wsbroker's (1024) instead of Node's 511
+const wss = new WebSocketServer({ host: '127.0.0.1', port, backlog: 1024, perMessageDeflate: false });
 
 wss.on('connection', (ws, req) => {
   const path = req.url.split('?')[0];
