@@ -524,7 +524,8 @@ static struct shared_frame *conn_message_frame(struct conn *conn, struct message
     const struct deflate_options *options = &conn->config->websocket.compression;
     if (conn->deflate && message->length >= options->min_size) {
         struct shared_frame *frame = message_deflated_frame(
-            message, envelope, options, conn->deflate_params.server_max_window_bits);
+            message, envelope, conn->server->compressors, options,
+            conn->deflate_params.server_max_window_bits);
         if (frame != NULL)
             return frame;
     }
@@ -1248,8 +1249,10 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
     uint8_t *compressed = NULL;
     size_t compressed_length = 0;
     if (!conn->deflate || event->length < options->min_size ||
-        deflate_compress(options, conn->deflate_params.server_max_window_bits, event->data,
-                         event->length, &compressed, &compressed_length) != DEFLATE_OK) {
+        deflate_compressors_compress(conn->server->compressors, options,
+                                     conn->deflate_params.server_max_window_bits, event->data,
+                                     event->length, &compressed,
+                                     &compressed_length) != DEFLATE_OK) {
         conn_write_frame(conn, event->opcode, event->data, event->length);
         conn_check_queue(conn, event->length);
         return;

@@ -50,6 +50,7 @@ struct server {
     struct event *expire_timer;     /* ages channel history once a second */
     unsigned connection_count;
     struct addrcount *addresses;    /* connections per client address */
+    struct deflate_compressors *compressors;   /* this loop's permessage-deflate streams */
     uint64_t memory_in_use;         /* heap bytes, as last measured */
     int64_t memory_measured_at;     /* server_now() of that measure; 0 = never */
     bool shutting_down;
