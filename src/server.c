@@ -596,6 +596,7 @@ void server_cleanup(struct server *server)
         conn_drop_all(server);
         conn_reap(server);
     }
+    conn_flush_free(server);
     free(server->listeners);
     for (size_t i = 0; i < 3; i++) {
         if (server->signal_events[i] != NULL)
