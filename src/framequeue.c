@@ -11,6 +11,8 @@
 #define FRAME_QUEUE_KEEP 16         /* an empty queue keeps a ring up to this size:
                                        128 bytes, against one malloc per batch */
 #define FRAME_QUEUE_IOV 256         /* iovecs per writev (IOV_MAX is 1024) */
+#define FRAME_QUEUE_COPY_MAX 512    /* frames shorter than this are copied ... */
+#define FRAME_QUEUE_STAGE 16384     /* ... into a staging buffer of this size */
 
 static size_t frame_queue_slot(const struct frame_queue *queue, size_t index)
 {
@@ -84,14 +86,34 @@ static void frame_queue_settle(struct frame_queue *queue)
     }
 }
 
-static size_t frame_queue_fill(const struct frame_queue *queue, struct iovec *iov)
+/* The iovecs of the next writev. Runs of small frames are copied into
+ * stage and go as one iovec: the kernel's cost per iovec is larger than a
+ * small copy, and a fan-out of small messages writes dozens of them. */
+static size_t frame_queue_fill(const struct frame_queue *queue, struct iovec *iov,
+                               uint8_t *stage, size_t *offered)
 {
-    size_t n = queue->count < FRAME_QUEUE_IOV ? queue->count : FRAME_QUEUE_IOV;
-    for (size_t i = 0; i < n; i++) {
+    size_t n = 0;
+    size_t staged = 0;
+    *offered = 0;
+    for (size_t i = 0; i < queue->count && n < FRAME_QUEUE_IOV; i++) {
         struct shared_frame *frame = queue->slots[frame_queue_slot(queue, i)];
         size_t skip = i == 0 ? queue->offset : 0;
-        iov[i].iov_base = frame->bytes + skip;
-        iov[i].iov_len = frame->length - skip;
+        const uint8_t *bytes = frame->bytes + skip;
+        size_t length = frame->length - skip;
+        if (length < FRAME_QUEUE_COPY_MAX && length <= FRAME_QUEUE_STAGE - staged) {
+            memcpy(stage + staged, bytes, length);
+            if (n > 0 && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == stage + staged) {
+                iov[n - 1].iov_len += length;
+            } else {
+                iov[n].iov_base = stage + staged;
+                iov[n++].iov_len = length;
+            }
+            staged += length;
+        } else {
+            iov[n].iov_base = (void *)bytes;
+            iov[n++].iov_len = length;
+        }
+        *offered += length;
     }
     return n;
 }
@@ -99,12 +121,14 @@ static size_t frame_queue_fill(const struct frame_queue *queue, struct iovec *io
 enum frame_queue_status frame_queue_write(struct frame_queue *queue, int fd)
 {
     struct iovec iov[FRAME_QUEUE_IOV];
+    uint8_t stage[FRAME_QUEUE_STAGE];
     enum frame_queue_status status = FRAME_QUEUE_EMPTY;
     for (;;) {
         frame_queue_skip_empty(queue);
         if (queue->count == 0)
             break;
-        size_t n = frame_queue_fill(queue, iov);
+        size_t offered;
+        size_t n = frame_queue_fill(queue, iov, stage, &offered);
         ssize_t written = writev(fd, iov, (int)n);
         if (written < 0) {
             if (errno == EINTR)
@@ -113,9 +137,6 @@ enum frame_queue_status frame_queue_write(struct frame_queue *queue, int fd)
                                                              : FRAME_QUEUE_ERROR;
             break;
         }
-        size_t offered = 0;
-        for (size_t i = 0; i < n; i++)
-            offered += iov[i].iov_len;
         frame_queue_consume(queue, (size_t)written);
         /* A short write means the socket buffer is full: asking again now
          * would only return EAGAIN. */
