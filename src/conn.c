@@ -668,8 +668,9 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
     return false;
 }
 
-/* Adds frame to output: by reference when that saves memory, else as a
- * copy. libevent gives every referenced piece its own chain of at least
+/* Adds frame to a bufferevent's output (TLS connections; plain ones queue
+ * references in their frame_queue): by reference when that saves memory,
+ * else as a copy. libevent gives every referenced piece its own chain of at least
  * 1 KiB (MIN_BUFFER_SIZE), so a reference to a small frame costs more
  * than the frame; copies pack into shared chains. Referencing every frame
  * made a queue of small messages cost up to 60 times its length, and
