@@ -119,6 +119,7 @@ struct conn {
     struct timespec last_frame_at;   /* keep-alive clock */
     struct timespec next_ping_at;
     bool direct;                     /* writes out itself (plain, upgraded) */
+    evutil_socket_t fd;              /* the socket (bufferevent_getfd locks) */
     bool flush_listed;               /* on the server's flush list */
     struct frame_queue out;          /* direct: frames not yet written */
     struct conn *flush_previous;     /* flush list links */
@@ -272,6 +273,7 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
         memcpy(&conn->client_address, address, (size_t)address_length);
     }
     conn_format_peer(address, conn->peer, sizeof(conn->peer));
+    conn->fd = fd;
     conn->bev = conn_new_bufferevent(server, fd, tls);
     conn->tls = tls != NULL;
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
@@ -526,14 +528,18 @@ static void conn_writable_cb(evutil_socket_t fd, short events, void *arg)
     conn_flush_one(arg);
 }
 
+/* The write event persists while the socket keeps blocking, so a slow
+ * reader costs no epoll_ctl per write. */
 static int conn_wait_writable(struct conn *conn)
 {
     if (conn->write_event == NULL) {
-        conn->write_event = event_new(conn->server->base, bufferevent_getfd(conn->bev), EV_WRITE,
+        conn->write_event = event_new(conn->server->base, conn->fd, EV_WRITE | EV_PERSIST,
                                       conn_writable_cb, conn);
         if (conn->write_event == NULL)
             return -1;
     }
+    if (event_pending(conn->write_event, EV_WRITE, NULL))
+        return 0;
     return event_add(conn->write_event, NULL);
 }
 
@@ -542,8 +548,10 @@ static void conn_flush_one(struct conn *conn)
 {
     if (conn->state == CONN_DEAD || conn->state == CONN_LINGER)
         return;
-    switch (frame_queue_write(&conn->out, bufferevent_getfd(conn->bev))) {
+    switch (frame_queue_write(&conn->out, conn->fd)) {
     case FRAME_QUEUE_EMPTY:
+        if (conn->write_event != NULL)
+            event_del(conn->write_event);
         if (conn->state == CONN_FLUSHING)
             conn_linger(conn);
         break;
