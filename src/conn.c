@@ -24,6 +24,7 @@
 #include "auth.h"
 #include "config.h"
 #include "deflate.h"
+#include "framequeue.h"
 #include "handshake.h"
 #include "http.h"
 #include "hub.h"
@@ -63,6 +64,19 @@ enum conn_state {
 
 /* Frames this long or longer are queued by reference (conn_queue_frame). */
 #define CONN_REFERENCE_MIN 1024
+
+/* Plain connections write their own frames once the WebSocket is open:
+ * deliveries queue frame references (framequeue.h), and the connection is
+ * put on its loop's flush list, which one event run once per loop pass
+ * empties with one writev per connection. Only a socket that takes no more
+ * waits for EV_WRITE. The bufferevent then only reads (and still writes
+ * for TLS connections and HTTP answers): its output path cost a chain
+ * allocation per write, and two epoll_ctl calls per write to switch its
+ * write event on and off. */
+struct conn_flush {
+    struct event *event;            /* active while list is not empty */
+    struct conn *list;
+};
 
 #define CONN_PEER_SIZE (2 * INET6_ADDRSTRLEN + 24)
 #define CONN_TOKEN_MAX 8192
@@ -104,6 +118,13 @@ struct conn {
     uint64_t frames_seen;            /* decoder frame count at the last read */
     struct timespec last_frame_at;   /* keep-alive clock */
     struct timespec next_ping_at;
+    bool direct;                     /* writes out itself (plain, upgraded) */
+    evutil_socket_t fd;              /* the socket (bufferevent_getfd locks) */
+    bool flush_listed;               /* on the server's flush list */
+    struct frame_queue out;          /* direct: frames not yet written */
+    struct conn *flush_previous;     /* flush list links */
+    struct conn *flush_next;
+    struct event *write_event;       /* direct: EV_WRITE once a write blocked */
     char peer[CONN_PEER_SIZE];
 };
 
@@ -114,6 +135,9 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short events, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short events, void *arg);
+static void conn_linger(struct conn *conn);
+static void conn_flush_unlist(struct conn *conn);
+static size_t conn_queued(const struct conn *conn);
 static void conn_deliver(struct hub_subscriber *subscriber, struct message *message);
 static void conn_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame);
 static void conn_drop(struct conn *conn);
@@ -249,6 +273,7 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
         memcpy(&conn->client_address, address, (size_t)address_length);
     }
     conn_format_peer(address, conn->peer, sizeof(conn->peer));
+    conn->fd = fd;
     conn->bev = conn_new_bufferevent(server, fd, tls);
     conn->tls = tls != NULL;
     conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
@@ -347,6 +372,9 @@ static void conn_drop(struct conn *conn)
      * deliveries. */
     bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
     evtimer_del(conn->timer);
+    conn_flush_unlist(conn);
+    if (conn->write_event != NULL)
+        event_del(conn->write_event);
     conn->reap_next = conn->server->reap_list;
     conn->server->reap_list = conn;
     server_schedule_reap(conn->server);
@@ -358,6 +386,10 @@ static void conn_free(struct conn *conn)
     hub_unsubscribe(server->hub, &conn->subscriber);
     pubsub_session_free(conn->pubsub);
     conn_unlink(conn);
+    conn_flush_unlist(conn);
+    if (conn->write_event != NULL)
+        event_free(conn->write_event);
+    frame_queue_clear(&conn->out);
     bufferevent_free(conn->bev);
     event_free(conn->timer);
     ws_decoder_release(&conn->decoder);
@@ -390,8 +422,8 @@ static void conn_finish(struct conn *conn)
     bufferevent_disable(conn->bev, EV_READ);
     evtimer_del(conn->timer);
     conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout + CONN_LINGER_SECONDS);
-    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) == 0)
-        conn_write_cb(conn->bev, conn);
+    if (conn_queued(conn) == 0)
+        conn_linger(conn);
 }
 
 static void conn_linger(struct conn *conn)
@@ -412,17 +444,178 @@ static void conn_linger(struct conn *conn)
 
 /* ------------------------------------------------------------- output */
 
-static void conn_write_frame(struct conn *conn, uint8_t opcode, const uint8_t *payload,
-                             size_t length)
+static void conn_flush_one(struct conn *conn);
+
+static void conn_flush_cb(evutil_socket_t fd, short events, void *arg)
 {
-    uint8_t header[WSFRAME_MAX_HEADER];
-    size_t header_length = wsframe_header_build(header, true, 0, opcode, length);
+    (void)fd;
+    (void)events;
+    struct conn_flush *flush = arg;
+    /* conn_flush_one never lists a connection again (what it cannot write
+     * waits for EV_WRITE), so this ends. */
+    while (flush->list != NULL) {
+        struct conn *conn = flush->list;
+        conn_flush_unlist(conn);
+        conn_flush_one(conn);
+    }
+}
+
+static struct conn_flush *conn_flush_get(struct server *server)
+{
+    if (server->flush == NULL) {
+        struct conn_flush *flush = calloc(1, sizeof(*flush));
+        if (flush == NULL)
+            return NULL;
+        flush->event = event_new(server->base, -1, 0, conn_flush_cb, flush);
+        if (flush->event == NULL) {
+            free(flush);
+            return NULL;
+        }
+        server->flush = flush;
+    }
+    return server->flush;
+}
+
+void conn_flush_free(struct server *server)
+{
+    if (server->flush == NULL)
+        return;
+    event_free(server->flush->event);
+    free(server->flush);
+    server->flush = NULL;
+}
+
+static void conn_flush_unlist(struct conn *conn)
+{
+    if (!conn->flush_listed)
+        return;
+    struct conn_flush *flush = conn->server->flush;
+    if (conn->flush_previous != NULL)
+        conn->flush_previous->flush_next = conn->flush_next;
+    else
+        flush->list = conn->flush_next;
+    if (conn->flush_next != NULL)
+        conn->flush_next->flush_previous = conn->flush_previous;
+    conn->flush_previous = conn->flush_next = NULL;
+    conn->flush_listed = false;
+}
+
+/* Has the queue written at the end of this loop pass, unless it already
+ * is to be, or waits for the socket to take more. */
+static int conn_flush_later(struct conn *conn)
+{
+    if (conn->flush_listed ||
+        (conn->write_event != NULL && event_pending(conn->write_event, EV_WRITE, NULL)))
+        return 0;
+    struct conn_flush *flush = conn_flush_get(conn->server);
+    if (flush == NULL)
+        return -1;
+    if (flush->list == NULL)
+        event_active(flush->event, EV_WRITE, 0);
+    else
+        flush->list->flush_previous = conn;
+    conn->flush_next = flush->list;
+    conn->flush_previous = NULL;
+    flush->list = conn;
+    conn->flush_listed = true;
+    return 0;
+}
+
+static void conn_writable_cb(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    conn_flush_one(arg);
+}
+
+/* The write event persists while the socket keeps blocking, so a slow
+ * reader costs no epoll_ctl per write. */
+static int conn_wait_writable(struct conn *conn)
+{
+    if (conn->write_event == NULL) {
+        conn->write_event = event_new(conn->server->base, conn->fd, EV_WRITE | EV_PERSIST,
+                                      conn_writable_cb, conn);
+        if (conn->write_event == NULL)
+            return -1;
+    }
+    if (event_pending(conn->write_event, EV_WRITE, NULL))
+        return 0;
+    return event_add(conn->write_event, NULL);
+}
+
+/* Writes the frame queue of a direct connection. */
+static void conn_flush_one(struct conn *conn)
+{
+    if (conn->state == CONN_DEAD || conn->state == CONN_LINGER)
+        return;
+    switch (frame_queue_write(&conn->out, conn->fd)) {
+    case FRAME_QUEUE_EMPTY:
+        if (conn->write_event != NULL)
+            event_del(conn->write_event);
+        if (conn->state == CONN_FLUSHING)
+            conn_linger(conn);
+        break;
+    case FRAME_QUEUE_BLOCKED:
+        if (conn_wait_writable(conn) != 0)
+            conn_drop(conn);
+        break;
+    case FRAME_QUEUE_ERROR:
+        log_debug(&conn->server->log, "socket error %s: %s", conn->peer,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_drop(conn);
+        break;
+    }
+}
+
+/* Queues frame on a direct connection. Returns 0, or -1 after dropping it. */
+static int conn_push_frame(struct conn *conn, struct shared_frame *frame)
+{
+    if (frame_queue_push(&conn->out, frame) != 0 || conn_flush_later(conn) != 0) {
+        log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
+        conn_drop(conn);
+        return -1;
+    }
+    return 0;
+}
+
+/* Bytes waiting to be written, whichever path holds them. */
+static size_t conn_queued(const struct conn *conn)
+{
+    return evbuffer_get_length(bufferevent_get_output(conn->bev)) + frame_queue_bytes(&conn->out);
+}
+
+/* Writes bytes, one frame or HTTP answer, that nobody else shares. */
+static void conn_write_bytes(struct conn *conn, const uint8_t *header, size_t header_length,
+                             const uint8_t *payload, size_t length)
+{
+    if (conn->direct) {
+        struct shared_frame *frame = shared_frame_new(header_length + length);
+        if (frame == NULL) {
+            log_error(&conn->server->log, "out of memory writing to %s", conn->peer);
+            conn_drop(conn);
+            return;
+        }
+        memcpy(frame->bytes, header, header_length);
+        if (length > 0)
+            memcpy(frame->bytes + header_length, payload, length);
+        (void)conn_push_frame(conn, frame);
+        shared_frame_release(frame);
+        return;
+    }
     struct evbuffer *output = bufferevent_get_output(conn->bev);
     if (evbuffer_add(output, header, header_length) != 0 ||
         (length > 0 && evbuffer_add(output, payload, length) != 0)) {
         log_error(&conn->server->log, "out of memory writing to %s", conn->peer);
         conn_drop(conn);
     }
+}
+
+static void conn_write_frame(struct conn *conn, uint8_t opcode, const uint8_t *payload,
+                             size_t length)
+{
+    uint8_t header[WSFRAME_MAX_HEADER];
+    size_t header_length = wsframe_header_build(header, true, 0, opcode, length);
+    conn_write_bytes(conn, header, header_length, payload, length);
 }
 
 static void conn_write_close(struct conn *conn, unsigned code, const char *reason)
@@ -440,7 +633,7 @@ static void conn_send_close_now(struct conn *conn, unsigned code, const char *re
 {
     conn->close_code = code;
     /* Raw bytes on a TLS socket would corrupt the record stream. */
-    if (conn->tls || evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0)
+    if (conn->tls || conn_queued(conn) != 0)
         return;
     uint8_t frame[WSFRAME_MAX_HEADER + WSFRAME_MAX_CONTROL_PAYLOAD];
     uint8_t payload[WSFRAME_MAX_CONTROL_PAYLOAD];
@@ -468,7 +661,7 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
 {
     if (conn->state != CONN_OPEN)
         return true;
-    size_t queued = evbuffer_get_length(bufferevent_get_output(conn->bev));
+    size_t queued = conn_queued(conn);
     if (queued <= conn->config->limits.outbound_queue_max ||
         queued <= just_added + WSFRAME_MAX_HEADER)
         return true;
@@ -483,8 +676,9 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
     return false;
 }
 
-/* Adds frame to output: by reference when that saves memory, else as a
- * copy. libevent gives every referenced piece its own chain of at least
+/* Adds frame to a bufferevent's output (TLS connections; plain ones queue
+ * references in their frame_queue): by reference when that saves memory,
+ * else as a copy. libevent gives every referenced piece its own chain of at least
  * 1 KiB (MIN_BUFFER_SIZE), so a reference to a small frame costs more
  * than the frame; copies pack into shared chains. Referencing every frame
  * made a queue of small messages cost up to 60 times its length, and
@@ -507,6 +701,11 @@ static void conn_send_frame(void *owner, struct shared_frame *frame)
     struct conn *conn = owner;
     if (conn->state != CONN_OPEN)
         return;
+    if (conn->direct) {
+        if (conn_push_frame(conn, frame) == 0)
+            conn_check_queue(conn, frame->length);
+        return;
+    }
     struct evbuffer *output = bufferevent_get_output(conn->bev);
     if (conn_queue_frame(output, frame) != 0) {
         log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
@@ -524,7 +723,8 @@ static struct shared_frame *conn_message_frame(struct conn *conn, struct message
     const struct deflate_options *options = &conn->config->websocket.compression;
     if (conn->deflate && message->length >= options->min_size) {
         struct shared_frame *frame = message_deflated_frame(
-            message, envelope, options, conn->deflate_params.server_max_window_bits);
+            message, envelope, conn->server->compressors, options,
+            conn->deflate_params.server_max_window_bits);
         if (frame != NULL)
             return frame;
     }
@@ -950,6 +1150,18 @@ static int conn_negotiate_deflate(struct conn *conn, const struct http_request *
     return 0;
 }
 
+/* From the upgrade's answer on, the connection writes itself (see struct
+ * conn_flush). The bufferevent's output is empty then, and stays so: only
+ * the bufferevent may drain it (libevent freezes its start). */
+static int conn_go_direct(struct conn *conn)
+{
+    if (evbuffer_get_length(bufferevent_get_output(conn->bev)) != 0 ||
+        bufferevent_disable(conn->bev, EV_WRITE) != 0)
+        return -1;
+    conn->direct = true;
+    return 0;
+}
+
 static void conn_upgrade(struct conn *conn, const struct http_request *request,
                          const struct route_config *route, const char *channel,
                          const char *query, size_t query_length)
@@ -988,7 +1200,15 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
         conn_reject(conn, request, 500, "internal error", NULL);
         return;
     }
-    if (evbuffer_add(bufferevent_get_output(conn->bev), response, (size_t)length) != 0) {
+    if (!conn->tls && conn_go_direct(conn) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    if (conn->direct) {
+        conn_write_bytes(conn, (const uint8_t *)response, (size_t)length, NULL, 0);
+        if (conn->state == CONN_DEAD)
+            return;
+    } else if (evbuffer_add(bufferevent_get_output(conn->bev), response, (size_t)length) != 0) {
         conn_drop(conn);
         return;
     }
@@ -1248,8 +1468,10 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
     uint8_t *compressed = NULL;
     size_t compressed_length = 0;
     if (!conn->deflate || event->length < options->min_size ||
-        deflate_compress(options, conn->deflate_params.server_max_window_bits, event->data,
-                         event->length, &compressed, &compressed_length) != DEFLATE_OK) {
+        deflate_compressors_compress(conn->server->compressors, options,
+                                     conn->deflate_params.server_max_window_bits, event->data,
+                                     event->length, &compressed,
+                                     &compressed_length) != DEFLATE_OK) {
         conn_write_frame(conn, event->opcode, event->data, event->length);
         conn_check_queue(conn, event->length);
         return;
@@ -1257,10 +1479,7 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
     uint8_t header[WSFRAME_MAX_HEADER];
     size_t header_length =
         wsframe_header_build(header, true, WSFRAME_RSV1, event->opcode, compressed_length);
-    struct evbuffer *output = bufferevent_get_output(conn->bev);
-    if (evbuffer_add(output, header, header_length) != 0 ||
-        evbuffer_add(output, compressed, compressed_length) != 0)
-        conn_drop(conn);
+    conn_write_bytes(conn, header, header_length, compressed, compressed_length);
     free(compressed);
     conn_check_queue(conn, compressed_length);
 }
@@ -1568,13 +1787,14 @@ void conn_memory_usage(const struct server *server, struct conn_memory *usage)
     for (const struct conn *conn = server->connections; conn != NULL; conn = conn->next) {
         usage->connections++;
         usage->connection_bytes += sizeof(*conn) + CONN_LIBRARY_BYTES +
+                                   frame_queue_footprint(&conn->out) +
                                    (conn->tls ? CONN_TLS_BYTES : 0) +
                                    evbuffer_get_length(bufferevent_get_input(conn->bev)) +
                                    conn->decoder.message_capacity +
                                    deflate_inflater_footprint(conn->inflater) +
                                    conn_string_bytes(conn->path) + conn_string_bytes(conn->channel) +
                                    conn_string_bytes(conn->user);
-        usage->queued_bytes += evbuffer_get_length(bufferevent_get_output(conn->bev));
+        usage->queued_bytes += conn_queued(conn);
     }
 }
 

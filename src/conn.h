@@ -56,4 +56,8 @@ void conn_memory_usage(const struct server *server, struct conn_memory *usage);
 /* Drops every live connection at once. */
 void conn_drop_all(struct server *server);
 
+/* Frees what the server's connections share for writing (at cleanup,
+ * once every connection is freed). */
+void conn_flush_free(struct server *server);
+
 #endif

@@ -471,25 +471,26 @@ union deflate_block_head {
     max_align_t align;
 };
 
+/* opaque is the size_t that counts the stream's bytes. */
 static voidpf deflate_counted_alloc(voidpf opaque, uInt items, uInt size)
 {
-    struct deflate_inflater *inflater = opaque;
+    size_t *counter = opaque;
     size_t bytes = (size_t)items * size;
     union deflate_block_head *head = malloc(sizeof(*head) + bytes);
     if (head == NULL)
         return Z_NULL;
     head->size = bytes;
-    inflater->zlib_bytes += bytes;
+    *counter += bytes;
     return head + 1;
 }
 
 static void deflate_counted_free(voidpf opaque, voidpf address)
 {
-    struct deflate_inflater *inflater = opaque;
+    size_t *counter = opaque;
     if (address == Z_NULL)
         return;
     union deflate_block_head *head = (union deflate_block_head *)address - 1;
-    inflater->zlib_bytes -= head->size;
+    *counter -= head->size;
     free(head);
 }
 
@@ -508,7 +509,7 @@ struct deflate_inflater *deflate_inflater_new(const struct deflate_params *param
     inflater->reset_each_message = params->client_no_context_takeover;
     inflater->stream.zalloc = deflate_counted_alloc;
     inflater->stream.zfree = deflate_counted_free;
-    inflater->stream.opaque = inflater;
+    inflater->stream.opaque = &inflater->zlib_bytes;
     /* Always the full 15-bit window: it reads any client window 8..15,
      * including zlib-based clients that ask for 8 but really compress with
      * 9 bits, at a fixed cost of 32 KiB per inflater. */
@@ -784,5 +785,103 @@ int deflate_compress(const struct deflate_options *options, int window_bits,
         return DEFLATE_ERROR;       /* level or memory level out of range */
     int rc = deflate_compress_stream(&stream, data, length, out, out_length);
     (void)deflateEnd(&stream);      /* Z_DATA_ERROR here only means unfinished, which is intended */
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Compressors kept between messages                                       */
+/* ---------------------------------------------------------------------- */
+
+#define DEFLATE_WINDOW_COUNT (DEFLATE_WINDOW_MAX - DEFLATE_WINDOW_MIN_ZLIB + 1)
+
+struct deflate_compressor {
+    z_stream stream;
+    bool ready;                 /* deflateInit2 done with level and memory_level */
+    int level;
+    int memory_level;
+    size_t zlib_bytes;          /* what zlib allocated for this stream */
+};
+
+struct deflate_compressors {
+    struct deflate_compressor window[DEFLATE_WINDOW_COUNT];   /* index: bits - 9 */
+};
+
+struct deflate_compressors *deflate_compressors_new(void)
+{
+    return calloc(1, sizeof(struct deflate_compressors));
+}
+
+static void deflate_compressor_end(struct deflate_compressor *compressor)
+{
+    if (compressor->ready)
+        (void)deflateEnd(&compressor->stream);   /* Z_DATA_ERROR: unfinished, intended */
+    compressor->ready = false;
+}
+
+void deflate_compressors_free(struct deflate_compressors *set)
+{
+    if (set == NULL)
+        return;
+    for (size_t i = 0; i < DEFLATE_WINDOW_COUNT; i++)
+        deflate_compressor_end(&set->window[i]);
+    free(set);
+}
+
+size_t deflate_compressors_footprint(const struct deflate_compressors *set)
+{
+    if (set == NULL)
+        return 0;
+    size_t bytes = sizeof(*set);
+    for (size_t i = 0; i < DEFLATE_WINDOW_COUNT; i++)
+        bytes += set->window[i].zlib_bytes;
+    return bytes;
+}
+
+/* The stream for window_bits with options' level and memory level, set up
+ * when missing or when a reload changed them. */
+static int deflate_compressor_ready(struct deflate_compressor *compressor,
+                                    const struct deflate_options *options, int window_bits)
+{
+    if (compressor->ready && compressor->level == options->level &&
+        compressor->memory_level == options->memory_level)
+        return DEFLATE_OK;
+    deflate_compressor_end(compressor);
+    memset(&compressor->stream, 0, sizeof compressor->stream);
+    compressor->stream.zalloc = deflate_counted_alloc;
+    compressor->stream.zfree = deflate_counted_free;
+    compressor->stream.opaque = &compressor->zlib_bytes;
+    int z = deflateInit2(&compressor->stream, options->level, Z_DEFLATED, -window_bits,
+                         options->memory_level, Z_DEFAULT_STRATEGY);
+    if (z == Z_MEM_ERROR)
+        return DEFLATE_NO_MEMORY;
+    if (z != Z_OK)
+        return DEFLATE_ERROR;       /* level or memory level out of range */
+    compressor->ready = true;
+    compressor->level = options->level;
+    compressor->memory_level = options->memory_level;
+    return DEFLATE_OK;
+}
+
+int deflate_compressors_compress(struct deflate_compressors *set,
+                                 const struct deflate_options *options, int window_bits,
+                                 const uint8_t *data, size_t length, uint8_t **out,
+                                 size_t *out_length)
+{
+    *out = NULL;
+    *out_length = 0;
+    if (window_bits < DEFLATE_WINDOW_MIN_ZLIB || window_bits > DEFLATE_WINDOW_MAX)
+        return DEFLATE_ERROR;
+    if (length == 0)
+        return deflate_compress_empty(out, out_length);
+    struct deflate_compressor *compressor = &set->window[window_bits - DEFLATE_WINDOW_MIN_ZLIB];
+    int rc = deflate_compressor_ready(compressor, options, window_bits);
+    if (rc != DEFLATE_OK)
+        return rc;
+    rc = deflate_compress_stream(&compressor->stream, data, length, out, out_length);
+    /* No context takeover: the next message starts from an empty window,
+     * exactly as with a fresh stream. A stream that cannot be reset is
+     * set up again next time. */
+    if (deflateReset(&compressor->stream) != Z_OK)
+        deflate_compressor_end(compressor);
     return rc;
 }

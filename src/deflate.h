@@ -80,4 +80,26 @@ int deflate_inflate(struct deflate_inflater *inflater, const uint8_t *data, size
 int deflate_compress(const struct deflate_options *options, int window_bits,
                      const uint8_t *data, size_t length, uint8_t **out, size_t *out_length);
 
+/* Compressors kept between messages: one zlib stream per window size
+ * (9..15), reset after every message instead of being set up and torn down
+ * (some 256 KiB of zlib state each time). A reset stream compresses exactly
+ * like a fresh one, so the output is that of deflate_compress. Not shared
+ * between threads: whoever runs an event loop owns one set and passes it
+ * down. */
+struct deflate_compressors;
+
+struct deflate_compressors *deflate_compressors_new(void);   /* NULL when out of memory */
+void deflate_compressors_free(struct deflate_compressors *set);   /* NULL ok */
+
+/* Bytes the set holds, zlib's state of every stream set up so far included. */
+size_t deflate_compressors_footprint(const struct deflate_compressors *set);
+
+/* deflate_compress with a stream of set: same arguments, results and
+ * output. A stream is set up on first use of its window and set up again
+ * when options' level or memory level changed (a reload). */
+int deflate_compressors_compress(struct deflate_compressors *set,
+                                 const struct deflate_options *options, int window_bits,
+                                 const uint8_t *data, size_t length, uint8_t **out,
+                                 size_t *out_length);
+
 #endif

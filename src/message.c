@@ -410,8 +410,8 @@ struct shared_frame *message_envelope_frame(struct message *message)
 
 /* ---- compressed frames ---- */
 
-
 static struct shared_frame *message_compress_frame(const struct shared_frame *plain,
+                                                   struct deflate_compressors *compressors,
                                                    const struct deflate_options *options,
                                                    int window_bits)
 {
@@ -419,8 +419,9 @@ static struct shared_frame *message_compress_frame(const struct shared_frame *pl
     uint8_t opcode = plain->bytes[0] & 0x0f;
     uint8_t *compressed = NULL;
     size_t compressed_length = 0;
-    if (deflate_compress(options, window_bits, plain->bytes + header, plain->length - header,
-                         &compressed, &compressed_length) != DEFLATE_OK)
+    if (deflate_compressors_compress(compressors, options, window_bits, plain->bytes + header,
+                                     plain->length - header, &compressed,
+                                     &compressed_length) != DEFLATE_OK)
         return NULL;
     uint8_t frame_header[WSFRAME_MAX_HEADER];
     size_t frame_header_length =
@@ -435,6 +436,7 @@ static struct shared_frame *message_compress_frame(const struct shared_frame *pl
 }
 
 struct shared_frame *message_deflated_frame(struct message *message, bool envelope,
+                                            struct deflate_compressors *compressors,
                                             const struct deflate_options *options,
                                             int window_bits)
 {
@@ -450,7 +452,7 @@ struct shared_frame *message_deflated_frame(struct message *message, bool envelo
     struct message_deflated *d = plain != NULL ? calloc(1, sizeof(*d)) : NULL;
     if (d == NULL)
         return NULL;
-    d->frame = message_compress_frame(plain, options, window_bits);
+    d->frame = message_compress_frame(plain, compressors, options, window_bits);
     if (d->frame == NULL) {
         free(d);
         return NULL;

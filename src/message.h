@@ -61,11 +61,13 @@ struct shared_frame *message_envelope_frame(struct message *message);
 
 /* The raw (envelope = false) or envelope frame compressed for
  * permessage-deflate with options' level and memory level and window_bits
- * (9..15), RSV1 set. Built once per parameter set: compression keeps no
+ * (9..15), RSV1 set, using a stream of compressors (owned by the caller's
+ * event loop). Built once per parameter set: compression keeps no
  * context between messages, so every receiver with the same window and
  * level shares the bytes.
  * Borrowed like message_raw_frame. NULL when it cannot be built. */
 struct shared_frame *message_deflated_frame(struct message *message, bool envelope,
+                                            struct deflate_compressors *compressors,
                                             const struct deflate_options *options,
                                             int window_bits);
 

@@ -556,8 +556,9 @@ int server_init(struct server *server, struct config *config, const char *config
     server->base = event_base_new();
     server->hub = hub_new();
     server->addresses = addrcount_new();
+    server->compressors = deflate_compressors_new();
     if (server->config_path == NULL || server->base == NULL || server->hub == NULL ||
-        server->addresses == NULL) {
+        server->addresses == NULL || server->compressors == NULL) {
         log_error(&server->log, "out of memory starting up");
         return -1;
     }
@@ -595,6 +596,7 @@ void server_cleanup(struct server *server)
         conn_drop_all(server);
         conn_reap(server);
     }
+    conn_flush_free(server);
     free(server->listeners);
     for (size_t i = 0; i < 3; i++) {
         if (server->signal_events[i] != NULL)
@@ -610,6 +612,7 @@ void server_cleanup(struct server *server)
         event_free(server->reap_event);
     hub_free(server->hub);
     addrcount_free(server->addresses);
+    deflate_compressors_free(server->compressors);
     stats_free(&server->stats);
     if (server->base != NULL)
         event_base_free(server->base);

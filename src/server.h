@@ -19,6 +19,7 @@
 #include "stats.h"
 
 struct conn;
+struct conn_flush;
 struct tls_context;
 struct server_sniff;
 
@@ -50,6 +51,8 @@ struct server {
     struct event *expire_timer;     /* ages channel history once a second */
     unsigned connection_count;
     struct addrcount *addresses;    /* connections per client address */
+    struct deflate_compressors *compressors;   /* this loop's permessage-deflate streams */
+    struct conn_flush *flush;       /* connections to write this loop pass (conn.c) */
     uint64_t memory_in_use;         /* heap bytes, as last measured */
     int64_t memory_measured_at;     /* server_now() of that measure; 0 = never */
     bool shutting_down;

@@ -1,6 +1,7 @@
 /* shared_frame — bytes of one encoded WebSocket frame, refcounted, so one
- * encoding serves every receiver: output queues hold references to it
- * (evbuffer_add_reference), never copies. Immutable once shared. */
+ * encoding serves every receiver: plain connections' frame queues hold
+ * references to it (framequeue.h), TLS connections' bufferevents a
+ * reference or, for small frames, a copy. Immutable once shared. */
 #ifndef WSBROKER_SHARED_FRAME_H
 #define WSBROKER_SHARED_FRAME_H
 

@@ -1088,6 +1088,128 @@ static void test_compress_deterministic(void **state)
     free(text);
 }
 
+/* One reused compressor set against a fresh stream per message: windows,
+ * levels and memory levels interleaved, text and noise of many sizes. Every
+ * output must be byte for byte what a fresh stream gives (so no context
+ * leaks from one message into the next) and inflate back exactly with zlib
+ * held to the message's window. */
+static void test_compressors_match_fresh_streams(void **state)
+{
+    (void)state;
+    static const int levels[] = { 1, 6, 9, 0 };
+    static const int memory_levels[] = { 8, 4 };
+    struct deflate_compressors *set = deflate_compressors_new();
+    assert_non_null(set);
+    uint8_t *text = make_text(20000, 31);
+    uint8_t *noise = make_random(20000, 32);
+    for (unsigned i = 0; i < 300; i++) {
+        struct deflate_options options = options_at(levels[i % 4]);
+        options.memory_level = memory_levels[(i / 50) % 2];
+        int window_bits = 9 + (int)((i * 3) % 7);
+        size_t length = (i * 7919u) % 20000u;
+        const uint8_t *data = (i % 5 == 4 ? noise : text) + (i % 13);
+        if (length > 20000 - (i % 13))
+            length = 20000 - (i % 13);
+
+        uint8_t *reused = NULL;
+        size_t reused_length = 0;
+        assert_int_equal(deflate_compressors_compress(set, &options, window_bits, data, length,
+                                                      &reused, &reused_length),
+                         DEFLATE_OK);
+        uint8_t *fresh = NULL;
+        size_t fresh_length = 0;
+        assert_int_equal(deflate_compress(&options, window_bits, data, length, &fresh,
+                                          &fresh_length),
+                         DEFLATE_OK);
+        assert_int_equal(reused_length, fresh_length);
+        assert_memory_equal(reused, fresh, fresh_length);
+
+        uint8_t *back = NULL;
+        size_t back_length = 0;
+        assert_true(peer_inflate(reused, reused_length, window_bits, &back, &back_length));
+        assert_int_equal(back_length, length);
+        if (length > 0)
+            assert_memory_equal(back, data, length);
+        free(back);
+        free(fresh);
+        free(reused);
+    }
+    free(noise);
+    free(text);
+    deflate_compressors_free(set);
+}
+
+/* The set keeps one stream per window: after every window has been used,
+ * more messages cost no more memory; a level change sets the stream up
+ * again rather than adding one. */
+static void test_compressors_reuse_their_streams(void **state)
+{
+    (void)state;
+    struct deflate_compressors *set = deflate_compressors_new();
+    assert_non_null(set);
+    size_t empty = deflate_compressors_footprint(set);
+    assert_true(empty > 0);
+    uint8_t *text = make_text(4000, 33);
+    struct deflate_options options = options_at(1);
+    size_t after_first_pass = 0;
+    for (unsigned round = 0; round < 20; round++) {
+        if (round == 10)
+            options = options_at(6);   /* a reload changing the level */
+        for (int window_bits = 9; window_bits <= 15; window_bits++) {
+            uint8_t *out = NULL;
+            size_t out_length = 0;
+            assert_int_equal(deflate_compressors_compress(set, &options, window_bits, text, 4000,
+                                                          &out, &out_length),
+                             DEFLATE_OK);
+            free(out);
+        }
+        if (round == 0) {
+            after_first_pass = deflate_compressors_footprint(set);
+            assert_true(after_first_pass > empty + 7 * 4096);   /* zlib state counted */
+        }
+        assert_int_equal(deflate_compressors_footprint(set), after_first_pass);
+    }
+    free(text);
+    deflate_compressors_free(set);
+    deflate_compressors_free(NULL);
+    assert_int_equal(deflate_compressors_footprint(NULL), 0);
+}
+
+/* Same checks of window and options as deflate_compress, and an empty
+ * message is the single 0x00 octet. */
+static void test_compressors_refuse_bad_arguments(void **state)
+{
+    (void)state;
+    static const uint8_t data[] = "some data";
+    struct deflate_compressors *set = deflate_compressors_new();
+    assert_non_null(set);
+    uint8_t *out = NULL;
+    size_t out_length = 0;
+    assert_int_equal(deflate_compressors_compress(set, &default_options, 8, data, 9, &out,
+                                                  &out_length),
+                     DEFLATE_ERROR);
+    assert_null(out);
+    assert_int_equal(deflate_compressors_compress(set, &default_options, 16, data, 9, &out,
+                                                  &out_length),
+                     DEFLATE_ERROR);
+    struct deflate_options options = default_options;
+    options.level = 10;
+    assert_int_equal(deflate_compressors_compress(set, &options, 15, data, 9, &out, &out_length),
+                     DEFLATE_ERROR);
+    /* A refused setup leaves the set usable. */
+    assert_int_equal(deflate_compressors_compress(set, &default_options, 15, data, 9, &out,
+                                                  &out_length),
+                     DEFLATE_OK);
+    free(out);
+    assert_int_equal(deflate_compressors_compress(set, &default_options, 15, data, 0, &out,
+                                                  &out_length),
+                     DEFLATE_OK);
+    assert_int_equal(out_length, 1);
+    assert_int_equal(out[0], 0x00);
+    free(out);
+    deflate_compressors_free(set);
+}
+
 static void test_compress_refuses_bad_arguments(void **state)
 {
     (void)state;
@@ -1237,6 +1359,9 @@ int main(void)
         cmocka_unit_test(test_compress_hello_matches_rfc),
         cmocka_unit_test(test_compress_deterministic),
         cmocka_unit_test(test_compress_refuses_bad_arguments),
+        cmocka_unit_test(test_compressors_match_fresh_streams),
+        cmocka_unit_test(test_compressors_reuse_their_streams),
+        cmocka_unit_test(test_compressors_refuse_bad_arguments),
         cmocka_unit_test(test_negotiated_exchange),
         cmocka_unit_test(test_many_final_blocks_keep_the_window_cheaply),
     };
