@@ -17,6 +17,7 @@
 #include "netaddr.h"
 #include "route.h"
 #include "server.h"
+#include "worker.h"
 #include "utf8.h"
 #include "wsframe.h"
 
@@ -112,7 +113,7 @@ static void api_healthz(struct server *server, const struct api_request *request
         api_method_not_allowed(response, "Allow: GET, HEAD\r\n");
         return;
     }
-    if (server->shutting_down)
+    if (server_is_shutting_down(server))
         api_text(response, 503, "shutting down\n");
     else
         api_text(response, 200, "ok\n");
@@ -159,17 +160,70 @@ static void api_metrics_counter(FILE *out, const char *name, const char *type,
     fprintf(out, "wsbroker_%s %llu\n", name, value);
 }
 
-static void api_metrics_memory(FILE *out, const struct server *server,
-                               const struct hub_stats *hub)
+/* What one worker reports, read on its own thread (worker_call_all). */
+struct api_figures {
+    struct stats stats;
+    struct conn_memory memory;
+};
+
+static void api_collect_worker(struct worker *worker, void *arg)
 {
-    struct conn_memory connections;
-    conn_memory_usage(server, &connections);
+    struct api_figures *mine = &((struct api_figures *)arg)[worker->index];
+    (void)stats_merge(&mine->stats, &worker->stats);
+    conn_memory_usage(worker, &mine->memory);
+}
+
+/* Every worker's figures summed into total; the per-worker ones are kept
+ * in figures (worker_count of them) for the per-worker gauges. NULL when
+ * out of memory. */
+static struct api_figures *api_collect(struct worker *self, struct api_figures *total)
+{
+    unsigned count = self->server->worker_count;
+    struct api_figures *figures = calloc(count, sizeof(*figures));
+    if (figures == NULL)
+        return NULL;
+    worker_call_all(self, api_collect_worker, figures);
+    memset(total, 0, sizeof(*total));
+    for (unsigned i = 0; i < count; i++) {
+        (void)stats_merge(&total->stats, &figures[i].stats);
+        total->memory.connections += figures[i].memory.connections;
+        total->memory.connection_bytes += figures[i].memory.connection_bytes;
+        total->memory.queued_bytes += figures[i].memory.queued_bytes;
+    }
+    return figures;
+}
+
+static void api_free_figures(struct api_figures *figures, unsigned count)
+{
+    for (unsigned i = 0; figures != NULL && i < count; i++)
+        stats_free(&figures[i].stats);
+    free(figures);
+}
+
+static void api_metrics_workers(FILE *out, const struct api_figures *figures, unsigned count)
+{
+    api_metric(out, "worker_connections", "gauge",
+               "Client connections of any kind, by worker thread.");
+    for (unsigned i = 0; i < count; i++)
+        fprintf(out, "wsbroker_worker_connections{worker=\"%u\"} %zu\n", i,
+                figures[i].memory.connections);
+    api_metric(out, "worker_deliveries_total", "counter",
+               "Message frames queued to receivers, by worker thread.");
+    for (unsigned i = 0; i < count; i++)
+        fprintf(out, "wsbroker_worker_deliveries_total{worker=\"%u\"} %llu\n", i,
+                (unsigned long long)figures[i].stats.deliveries);
+}
+
+static void api_metrics_memory(FILE *out, struct server *server, const struct config *config,
+                               const struct api_figures *total, const struct hub_stats *hub)
+{
+    const struct conn_memory connections = total->memory;
     api_metrics_counter(out, "client_connections", "gauge",
                         "Client connections of any kind, closing ones included.",
                         connections.connections);
     api_metrics_counter(out, "client_addresses", "gauge",
                         "Client addresses (IPv6: /64 networks) with a connection.",
-                        addrcount_addresses(server->addresses));
+                        server_address_count(server));
     api_metrics_counter(out, "outbound_queued_bytes", "gauge",
                         "Bytes queued to clients and not yet written.", connections.queued_bytes);
     api_metric(out, "memory_bytes", "gauge",
@@ -177,7 +231,7 @@ static void api_metrics_memory(FILE *out, const struct server *server,
     fprintf(out, "wsbroker_memory_bytes{area=\"connections\"} %llu\n",
             (unsigned long long)connections.connection_bytes);
     fprintf(out, "wsbroker_memory_bytes{area=\"subscriptions\"} %llu\n",
-            (unsigned long long)server->stats.subscription_bytes);
+            (unsigned long long)total->stats.subscription_bytes);
     fprintf(out, "wsbroker_memory_bytes{area=\"channels\"} %llu\n",
             (unsigned long long)hub->channel_bytes);
     api_metrics_counter(out, "memory_heap_bytes", "gauge",
@@ -186,12 +240,13 @@ static void api_metrics_memory(FILE *out, const struct server *server,
     api_metrics_counter(out, "memory_resident_bytes", "gauge", "Resident set size.",
                         memory_resident());
     api_metrics_counter(out, "memory_limit_bytes", "gauge", "limits.max_memory (0: no limit).",
-                        server->config->limits.max_memory);
+                        config->limits.max_memory);
 }
 
-static void api_metrics_render(FILE *out, const struct server *server)
+static void api_metrics_render(FILE *out, struct server *server, const struct config *config,
+                               const struct api_figures *total)
 {
-    const struct stats *stats = &server->stats;
+    const struct stats *stats = &total->stats;
     struct hub_stats hub;
     hub_stats(server->hub, &hub);
     api_metrics_routes(out, stats);
@@ -229,7 +284,7 @@ static void api_metrics_render(FILE *out, const struct server *server)
                         hub.subscriptions);
     api_metrics_counter(out, "history_messages", "gauge", "Messages held in channel history.",
                         hub.history_messages);
-    api_metrics_memory(out, server, &hub);
+    api_metrics_memory(out, server, config, total, &hub);
 }
 
 static bool api_metrics_allowed(const struct config *config, const struct sockaddr *peer)
@@ -244,7 +299,7 @@ static bool api_metrics_allowed(const struct config *config, const struct sockad
     return false;
 }
 
-static void api_metrics(struct server *server, const struct config *config,
+static void api_metrics(struct worker *worker, const struct config *config,
                         const struct api_request *request, struct api_response *response)
 {
     if (!http_request_method_is(request->http, "GET") && !http_request_method_is(request->http, "HEAD")) {
@@ -257,12 +312,18 @@ static void api_metrics(struct server *server, const struct config *config,
     }
     char *text = NULL;
     size_t length = 0;
-    FILE *out = open_memstream(&text, &length);
+    struct api_figures total;
+    struct api_figures *figures = api_collect(worker, &total);
+    FILE *out = figures != NULL ? open_memstream(&text, &length) : NULL;
     if (out == NULL) {
+        api_free_figures(figures, worker->server->worker_count);
         api_text(response, 500, "out of memory\n");
         return;
     }
-    api_metrics_render(out, server);
+    api_metrics_render(out, worker->server, config, &total);
+    api_metrics_workers(out, figures, worker->server->worker_count);
+    api_free_figures(figures, worker->server->worker_count);
+    stats_free(&total.stats);
     if (fclose(out) != 0 || text == NULL) {
         free(text);
         api_text(response, 500, "out of memory\n");
@@ -312,7 +373,7 @@ static struct message *api_message_from_body(const struct api_request *request,
     return message;
 }
 
-static void api_publish(struct server *server, const struct config *config,
+static void api_publish(struct worker *worker, const struct config *config,
                         const struct api_request *request, struct api_response *response)
 {
     if (!http_request_method_is(request->http, "POST")) {
@@ -341,7 +402,7 @@ static void api_publish(struct server *server, const struct config *config,
         return;
     }
     char epoch[HUB_EPOCH_SIZE];
-    if (server_publish(server, message, NULL, epoch) < 0) {
+    if (server_publish(worker, message, NULL, epoch) < 0) {
         message_release(message);
         api_refuse(response, 500, "out of memory");
         return;
@@ -430,7 +491,21 @@ static void api_channel(struct server *server, const struct api_request *request
 
 /* ------------------------------------------------------------ /api/connections */
 
-static void api_connections(struct server *server, const struct api_request *request,
+/* Closes the user's WebSockets on the worker's own thread; counts go to
+ * the caller's slot for that worker. */
+struct api_disconnect {
+    const char *user;
+    size_t *counts;
+};
+
+static void api_disconnect_on(struct worker *worker, void *arg)
+{
+    struct api_disconnect *disconnect = arg;
+    disconnect->counts[worker->index] = conn_disconnect_user(
+        worker, disconnect->user, WS_CLOSE_POLICY, "disconnected by API");
+}
+
+static void api_connections(struct worker *worker, const struct api_request *request,
                             struct api_response *response)
 {
     if (!http_request_method_is(request->http, "DELETE")) {
@@ -443,7 +518,18 @@ static void api_connections(struct server *server, const struct api_request *req
         api_refuse(response, 400, "the user parameter is required");
         return;
     }
-    size_t count = conn_disconnect_user(server, user, WS_CLOSE_POLICY, "disconnected by API");
+    struct api_disconnect disconnect = {
+        .user = user, .counts = calloc(worker->server->worker_count, sizeof(size_t)),
+    };
+    if (disconnect.counts == NULL) {
+        api_text(response, 500, "out of memory\n");
+        return;
+    }
+    worker_call_all(worker, api_disconnect_on, &disconnect);
+    size_t count = 0;
+    for (unsigned i = 0; i < worker->server->worker_count; i++)
+        count += disconnect.counts[i];
+    free(disconnect.counts);
     api_json(response, 200, json_pack("{s:I}", "disconnected", (json_int_t)count));
 }
 
@@ -488,38 +574,38 @@ bool api_refuse_early(const struct config *config, const struct http_request *ht
     return false;
 }
 
-static void api_handle_tree(struct server *server, const struct config *config,
+static void api_handle_tree(struct worker *worker, const struct config *config,
                             const struct api_request *request, struct api_response *response)
 {
     if (api_refuse_early(config, request->http, request->path_length, response))
         return;
     if (api_path_starts(request->path, request->path_length, API_PUBLISH_PREFIX)) {
-        api_publish(server, config, request, response);
+        api_publish(worker, config, request, response);
     } else if (api_path_is(request, API_CHANNELS)) {
         if (http_request_method_is(request->http, "GET"))
-            api_channels(server, response);
+            api_channels(worker->server, response);
         else
             api_method_not_allowed(response, "Allow: GET\r\n");
     } else if (api_path_starts(request->path, request->path_length, API_CHANNELS "/")) {
         if (http_request_method_is(request->http, "GET"))
-            api_channel(server, request, response);
+            api_channel(worker->server, request, response);
         else
             api_method_not_allowed(response, "Allow: GET\r\n");
     } else if (api_path_is(request, API_CONNECTIONS)) {
-        api_connections(server, request, response);
+        api_connections(worker, request, response);
     } else {
         api_refuse(response, 404, "no such endpoint");
     }
 }
 
-void api_handle(struct server *server, const struct config *config,
+void api_handle(struct worker *worker, const struct config *config,
                 const struct api_request *request, struct api_response *response)
 {
     memset(response, 0, sizeof(*response));
     if (api_path_is(request, "/healthz"))
-        api_healthz(server, request, response);
+        api_healthz(worker->server, request, response);
     else if (api_path_is(request, "/metrics"))
-        api_metrics(server, config, request, response);
+        api_metrics(worker, config, request, response);
     else
-        api_handle_tree(server, config, request, response);
+        api_handle_tree(worker, config, request, response);
 }

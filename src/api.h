@@ -11,7 +11,7 @@
 
 #include "http.h"
 
-struct server;
+struct worker;
 struct config;
 
 struct api_request {
@@ -56,7 +56,7 @@ bool api_refuse_early(const struct config *config, const struct http_request *ht
                       size_t path_length, struct api_response *response);
 
 /* Answers a request for one of this module's endpoints. */
-void api_handle(struct server *server, const struct config *config,
+void api_handle(struct worker *worker, const struct config *config,
                 const struct api_request *request, struct api_response *response);
 
 #endif

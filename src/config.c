@@ -367,6 +367,8 @@ static const struct config_key config_root_keys[] = {
       .choice_count = CONFIG_COUNT(config_log_levels) },
     { .name = "shutdown_timeout", .kind = CONFIG_KIND_UINT,
       .offset = offsetof(struct config, shutdown_timeout), .min = 1, .max = 3600, .def = 5 },
+    { .name = "workers", .kind = CONFIG_KIND_UINT, .offset = offsetof(struct config, workers),
+      .min = 0, .max = CONFIG_MAX_WORKERS, .def = 0 },
 };
 static const struct config_table config_root_table =
     CONFIG_TABLE(config_root_keys, struct config, config_root_check);

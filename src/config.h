@@ -116,6 +116,9 @@ struct http_config {
     size_t metrics_allow_count;
 };
 
+/* The most worker threads workers may ask for. */
+#define CONFIG_MAX_WORKERS 256
+
 struct config {
     unsigned refcount;
     char *file;                  /* the file it was read from */
@@ -134,6 +137,7 @@ struct config {
                                     as root; NULL = stay */
     enum log_level log_level;
     unsigned shutdown_timeout;   /* seconds SIGTERM waits for close handshakes, default 5 */
+    unsigned workers;            /* worker threads; 0 (default): one per online CPU */
 };
 
 /* Reads and validates path. On error returns NULL and writes

@@ -35,6 +35,7 @@
 #include "ratelimit.h"
 #include "route.h"
 #include "server.h"
+#include "worker.h"
 #include "static_files.h"
 #include "tls.h"
 #include "utf8.h"
@@ -83,10 +84,11 @@ struct conn_flush {
 #define CONN_USER_MAX 64
 
 struct conn {
-    struct conn *previous;           /* server->connections list */
+    struct conn *previous;           /* worker->connections list */
     struct conn *next;
     struct conn *reap_next;
     struct server *server;
+    struct worker *worker;           /* the thread it lives on */
     struct config *config;           /* retained: the config it started under */
     struct bufferevent *bev;
     struct event *timer;
@@ -111,7 +113,7 @@ struct conn {
     char *user;                      /* identity: token sub, ?user= or generated */
     struct auth_identity identity;   /* valid when has_identity */
     bool has_identity;
-    long route_stats;                /* index in server->stats.routes, or -1 */
+    long route_stats;                /* index in worker->stats.routes, or -1 */
     struct sockaddr_storage peer_address;     /* the socket's peer */
     struct sockaddr_storage client_address;   /* believed client (proxy.trusted) */
     struct ws_decoder decoder;
@@ -204,36 +206,35 @@ static void conn_format_peer(const struct sockaddr *address, char *out, size_t s
 
 static void conn_link(struct conn *conn)
 {
-    struct server *server = conn->server;
-    conn->next = server->connections;
-    if (server->connections != NULL)
-        server->connections->previous = conn;
-    server->connections = conn;
+    struct worker *worker = conn->worker;
+    conn->next = worker->connections;
+    if (worker->connections != NULL)
+        worker->connections->previous = conn;
+    worker->connections = conn;
 }
 
 static void conn_unlink(struct conn *conn)
 {
-    struct server *server = conn->server;
     if (conn->previous != NULL)
         conn->previous->next = conn->next;
     else
-        server->connections = conn->next;
+        conn->worker->connections = conn->next;
     if (conn->next != NULL)
         conn->next->previous = conn->previous;
     conn->previous = conn->next = NULL;
 }
 
-static struct bufferevent *conn_new_bufferevent(struct server *server, evutil_socket_t fd,
+static struct bufferevent *conn_new_bufferevent(struct worker *worker, evutil_socket_t fd,
                                                 struct tls_context *tls)
 {
     if (tls == NULL)
-        return bufferevent_socket_new(server->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        return bufferevent_socket_new(worker->base, fd, BEV_OPT_CLOSE_ON_FREE);
     SSL *ssl = tls_context_new_ssl(tls);
     if (ssl == NULL)
         return NULL;
     /* With CLOSE_ON_FREE the bufferevent frees the SSL object too. */
     struct bufferevent *bev = bufferevent_openssl_socket_new(
-        server->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        worker->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
         SSL_free(ssl);
         return NULL;
@@ -243,9 +244,10 @@ static struct bufferevent *conn_new_bufferevent(struct server *server, evutil_so
     return bev;
 }
 
-void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
+void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockaddr *address,
                  int address_length, struct tls_context *tls, const struct timespec *accepted_at)
 {
+    struct server *server = worker->server;
     int one = 1;
     if (address->sa_family == AF_INET || address->sa_family == AF_INET6) {
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -262,9 +264,11 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
         return;
     }
     conn->server = server;
-    conn->config = config_retain(server->config);
+    conn->worker = worker;
+    conn->config = config_retain(worker->config);
     conn->state = CONN_HTTP;
     conn->close_code = WS_CLOSE_ABNORMAL;
+    conn->subscriber.worker = worker->index;
     conn->subscriber.deliver = conn_deliver;
     conn->subscriber.deliver_event = conn_deliver_event;
     conn->route_stats = -1;
@@ -274,9 +278,9 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
     }
     conn_format_peer(address, conn->peer, sizeof(conn->peer));
     conn->fd = fd;
-    conn->bev = conn_new_bufferevent(server, fd, tls);
+    conn->bev = conn_new_bufferevent(worker, fd, tls);
     conn->tls = tls != NULL;
-    conn->timer = evtimer_new(server->base, conn_timer_cb, conn);
+    conn->timer = evtimer_new(worker->base, conn_timer_cb, conn);
     if (conn->bev == NULL || conn->timer == NULL) {
         log_error(&server->log, "out of memory accepting %s", conn->peer);
         if (conn->bev != NULL)
@@ -291,10 +295,10 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
     }
     /* Counted before the check so the limit covers every client
      * connection; one past it is still read, to answer 503. */
-    conn->over_limit = server->connection_count >= conn->config->limits.max_connections;
+    unsigned before = __atomic_fetch_add(&server->connection_count, 1, __ATOMIC_RELAXED);
+    conn->over_limit = before >= conn->config->limits.max_connections;
     conn_link(conn);
     conn->counted = true;
-    server->connection_count++;
     bufferevent_setcb(conn->bev, conn_read_cb, conn_write_cb, conn_event_cb, conn);
     if (bufferevent_enable(conn->bev, EV_READ | EV_WRITE) != 0) {
         conn_drop(conn);
@@ -324,15 +328,15 @@ static void conn_count_address(struct conn *conn, const struct sockaddr *address
     if (conn->address_counted || !addrcount_key_of(address, &conn->address_key))
         return;
     conn->over_address_limit =
-        !addrcount_admit(conn->server->addresses, &conn->address_key,
-                         conn->config->limits.max_connections_per_ip, &conn->address_counted);
+        !server_address_admit(conn->server, &conn->address_key,
+                              conn->config->limits.max_connections_per_ip, &conn->address_counted);
 }
 
 static void conn_uncount_address(struct conn *conn)
 {
     if (conn->address_counted) {
         conn->address_counted = false;
-        addrcount_remove(conn->server->addresses, &conn->address_key);
+        server_address_remove(conn->server, &conn->address_key);
     }
 }
 
@@ -342,7 +346,7 @@ static void conn_uncount(struct conn *conn)
 {
     if (conn->counted) {
         conn->counted = false;
-        conn->server->connection_count--;
+        __atomic_sub_fetch(&conn->server->connection_count, 1, __ATOMIC_RELAXED);
     }
     conn_uncount_address(conn);
 }
@@ -365,7 +369,7 @@ static void conn_drop(struct conn *conn)
     conn->state = CONN_DEAD;
     conn_log_close(conn);
     if (conn->route_stats >= 0 && conn->upgraded)
-        conn->server->stats.routes[conn->route_stats].open--;
+        conn->worker->stats.routes[conn->route_stats].open--;
     /* Subscriptions end when the connection is freed, outside any delivery
      * loop: unsubscribing here could unlink a receiver that a publish in
      * progress is about to visit. Until then a dead connection takes no
@@ -375,15 +379,15 @@ static void conn_drop(struct conn *conn)
     conn_flush_unlist(conn);
     if (conn->write_event != NULL)
         event_del(conn->write_event);
-    conn->reap_next = conn->server->reap_list;
-    conn->server->reap_list = conn;
-    server_schedule_reap(conn->server);
+    conn->reap_next = conn->worker->reap_list;
+    conn->worker->reap_list = conn;
+    worker_schedule_reap(conn->worker);
 }
 
 static void conn_free(struct conn *conn)
 {
-    struct server *server = conn->server;
-    hub_unsubscribe(server->hub, &conn->subscriber);
+    struct worker *worker = conn->worker;
+    hub_unsubscribe(conn->server->hub, &conn->subscriber);
     pubsub_session_free(conn->pubsub);
     conn_unlink(conn);
     conn_flush_unlist(conn);
@@ -402,14 +406,14 @@ static void conn_free(struct conn *conn)
     config_release(conn->config);
     conn_uncount(conn);
     free(conn);
-    server_connection_gone(server);
+    worker_connection_gone(worker);
 }
 
-void conn_reap(struct server *server)
+void conn_reap(struct worker *worker)
 {
-    while (server->reap_list != NULL) {
-        struct conn *conn = server->reap_list;
-        server->reap_list = conn->reap_next;
+    while (worker->reap_list != NULL) {
+        struct conn *conn = worker->reap_list;
+        worker->reap_list = conn->reap_next;
         conn_free(conn);
     }
 }
@@ -460,36 +464,36 @@ static void conn_flush_cb(evutil_socket_t fd, short events, void *arg)
     }
 }
 
-static struct conn_flush *conn_flush_get(struct server *server)
+static struct conn_flush *conn_flush_get(struct worker *worker)
 {
-    if (server->flush == NULL) {
+    if (worker->flush == NULL) {
         struct conn_flush *flush = calloc(1, sizeof(*flush));
         if (flush == NULL)
             return NULL;
-        flush->event = event_new(server->base, -1, 0, conn_flush_cb, flush);
+        flush->event = event_new(worker->base, -1, 0, conn_flush_cb, flush);
         if (flush->event == NULL) {
             free(flush);
             return NULL;
         }
-        server->flush = flush;
+        worker->flush = flush;
     }
-    return server->flush;
+    return worker->flush;
 }
 
-void conn_flush_free(struct server *server)
+void conn_flush_free(struct worker *worker)
 {
-    if (server->flush == NULL)
+    if (worker->flush == NULL)
         return;
-    event_free(server->flush->event);
-    free(server->flush);
-    server->flush = NULL;
+    event_free(worker->flush->event);
+    free(worker->flush);
+    worker->flush = NULL;
 }
 
 static void conn_flush_unlist(struct conn *conn)
 {
     if (!conn->flush_listed)
         return;
-    struct conn_flush *flush = conn->server->flush;
+    struct conn_flush *flush = conn->worker->flush;
     if (conn->flush_previous != NULL)
         conn->flush_previous->flush_next = conn->flush_next;
     else
@@ -507,7 +511,7 @@ static int conn_flush_later(struct conn *conn)
     if (conn->flush_listed ||
         (conn->write_event != NULL && event_pending(conn->write_event, EV_WRITE, NULL)))
         return 0;
-    struct conn_flush *flush = conn_flush_get(conn->server);
+    struct conn_flush *flush = conn_flush_get(conn->worker);
     if (flush == NULL)
         return -1;
     if (flush->list == NULL)
@@ -533,7 +537,7 @@ static void conn_writable_cb(evutil_socket_t fd, short events, void *arg)
 static int conn_wait_writable(struct conn *conn)
 {
     if (conn->write_event == NULL) {
-        conn->write_event = event_new(conn->server->base, conn->fd, EV_WRITE | EV_PERSIST,
+        conn->write_event = event_new(conn->worker->base, conn->fd, EV_WRITE | EV_PERSIST,
                                       conn_writable_cb, conn);
         if (conn->write_event == NULL)
             return -1;
@@ -667,7 +671,7 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
         return true;
     log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
              conn->peer, conn->path, queued);
-    conn->server->stats.slow_reader_drops++;
+    conn->worker->stats.slow_reader_drops++;
     /* It gets no more messages. The close frame goes after what is queued,
      * the only place it can go: a reader that is slow but alive learns why
      * once it has read the rest, one that stopped is dropped at
@@ -723,7 +727,7 @@ static struct shared_frame *conn_message_frame(struct conn *conn, struct message
     const struct deflate_options *options = &conn->config->websocket.compression;
     if (conn->deflate && message->length >= options->min_size) {
         struct shared_frame *frame = message_deflated_frame(
-            message, envelope, conn->server->compressors, options,
+            message, envelope, conn->worker->compressors, options,
             conn->deflate_params.server_max_window_bits);
         if (frame != NULL)
             return frame;
@@ -738,8 +742,8 @@ static void conn_send_message(struct conn *conn, struct message *message, bool e
     struct shared_frame *frame = conn_message_frame(conn, message, envelope);
     if (frame == NULL)
         return;
-    conn->server->stats.deliveries++;
-    conn->server->stats.bytes_sent += frame->length;
+    conn->worker->stats.deliveries++;
+    conn->worker->stats.bytes_sent += frame->length;
     conn_send_frame(conn, frame);
 }
 
@@ -812,9 +816,9 @@ static void conn_count_reject(struct conn *conn, const struct http_request *requ
     bool handshake = request == NULL || conn->route != NULL ||
                      http_request_has_token(request, "Upgrade", "websocket");
     if (handshake)
-        conn->server->stats.rejected[reason]++;
+        conn->worker->stats.rejected[reason]++;
     else
-        conn->server->stats.http_requests++;
+        conn->worker->stats.http_requests++;
 }
 
 static void conn_reject_counted(struct conn *conn, const struct http_request *request, int status,
@@ -862,7 +866,7 @@ static bool conn_refuse_over_limits(struct conn *conn, const struct http_request
         conn_refuse_address(conn, request);
         return true;
     }
-    if (!api_is_monitoring(request->target, path_length) && server_over_memory(conn->server)) {
+    if (!api_is_monitoring(request->target, path_length) && server_over_memory(conn->server, conn->config)) {
         conn_reject_counted(conn, request, 503, "memory limit reached", "Retry-After: 1\r\n",
                             STATS_REJECT_MEMORY);
         return true;
@@ -915,7 +919,7 @@ static void conn_serve_file(struct conn *conn, const struct http_request *reques
         conn_drop(conn);
         return;
     }
-    conn->server->stats.http_requests++;
+    conn->worker->stats.http_requests++;
     log_debug(&conn->server->log, "static %s \"%.*s %s\" 200", conn->peer,
               (int)request->method_length, request->method, conn->path);
     conn_finish(conn);
@@ -1060,7 +1064,7 @@ static int conn_subscribe(struct conn *conn, const char *channel)
 {
     if (conn->route->mode == ROUTE_MODE_PUBSUB) {
         struct pubsub_host host = {
-            .server = conn->server,
+            .worker = conn->worker,
             .config = conn->config,
             .user = conn->user,
             .identity = conn->has_identity ? &conn->identity : NULL,
@@ -1100,16 +1104,16 @@ static void conn_replay_from_query(struct conn *conn, const char *query, size_t 
     bool has_epoch = http_query_param(query, query_length, "epoch", epoch, sizeof(epoch)) >= 0;
     int64_t now = server_now();
     struct hub_position position;
-    hub_position(&conn->subscriber, true, since, has_epoch ? epoch : NULL, now, &position);
+    hub_position(conn->server->hub, &conn->subscriber, true, since, has_epoch ? epoch : NULL, now, &position);
     hub_replay(conn->server->hub, &conn->subscriber, position.replay_after, now);
 }
 
 static void conn_count_open(struct conn *conn)
 {
-    conn->route_stats = stats_route_index(&conn->server->stats, conn->route->path);
+    conn->route_stats = stats_route_index(&conn->worker->stats, conn->route->path);
     if (conn->route_stats >= 0) {
-        conn->server->stats.routes[conn->route_stats].open++;
-        conn->server->stats.routes[conn->route_stats].total++;
+        conn->worker->stats.routes[conn->route_stats].open++;
+        conn->worker->stats.routes[conn->route_stats].total++;
     }
 }
 
@@ -1247,7 +1251,7 @@ static void conn_respond_api(struct conn *conn, const struct http_request *reque
     }
     log_debug(&conn->server->log, "api %s \"%.*s %s\" %d", conn->peer,
               (int)request->method_length, request->method, conn->path, response->status);
-    conn->server->stats.http_requests++;
+    conn->worker->stats.http_requests++;
     conn_finish(conn);
 }
 
@@ -1338,7 +1342,7 @@ static bool conn_handle_api(struct conn *conn, const struct http_request *reques
         .peer = (const struct sockaddr *)&conn->client_address,
     };
     struct api_response response;
-    api_handle(conn->server, conn->config, &api, &response);
+    api_handle(conn->worker, conn->config, &api, &response);
     conn_respond_api(conn, &full, &response);
     free(response.body);
     evbuffer_drain(input, total);
@@ -1468,7 +1472,7 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
     uint8_t *compressed = NULL;
     size_t compressed_length = 0;
     if (!conn->deflate || event->length < options->min_size ||
-        deflate_compressors_compress(conn->server->compressors, options,
+        deflate_compressors_compress(conn->worker->compressors, options,
                                      conn->deflate_params.server_max_window_bits, event->data,
                                      event->length, &compressed,
                                      &compressed_length) != DEFLATE_OK) {
@@ -1493,8 +1497,8 @@ static void conn_broadcast(struct conn *conn, const struct ws_event *event)
         conn_fail(conn, WS_CLOSE_POLICY, "publish not allowed");
         return;
     }
-    if (server_over_memory(conn->server)) {
-        conn->server->stats.memory_refusals++;
+    if (server_over_memory(conn->server, conn->config)) {
+        conn->worker->stats.memory_refusals++;
         log_warn(&conn->server->log, "memory limit reached: closing %s %s 1013", conn->peer,
                  conn->path);
         conn_fail(conn, WS_CLOSE_TRY_AGAIN_LATER, "memory limit reached");
@@ -1504,7 +1508,7 @@ static void conn_broadcast(struct conn *conn, const struct ws_event *event)
         message_new(event->opcode == WS_OP_TEXT ? MESSAGE_TEXT : MESSAGE_BINARY, conn->channel,
                     conn->user, event->data, event->length);
     if (message == NULL ||
-        server_publish(conn->server, message, conn->route->echo_self ? NULL : &conn->subscriber,
+        server_publish(conn->worker, message, conn->route->echo_self ? NULL : &conn->subscriber,
                        NULL) < 0) {
         message_release(message);
         conn_fail(conn, WS_CLOSE_INTERNAL_ERROR, "out of memory");
@@ -1549,8 +1553,8 @@ static void conn_handle_message(struct conn *conn, const struct ws_event *receiv
         free(buffer);
         return;
     }
-    conn->server->stats.messages_received++;
-    conn->server->stats.bytes_received += event->length;
+    conn->worker->stats.messages_received++;
+    conn->worker->stats.bytes_received += event->length;
     switch (conn->route->mode) {
     case ROUTE_MODE_ECHO:
         conn_echo(conn, event);
@@ -1591,7 +1595,7 @@ static bool conn_within_rate(struct conn *conn)
     if (limits->messages_per_second == 0 ||
         ratelimit_take(&conn->rate, limits->messages_per_second, limits->burst, server_now()))
         return true;
-    conn->server->stats.rate_limited++;
+    conn->worker->stats.rate_limited++;
     log_warn(&conn->server->log, "rate limit %s %s: over %u messages per second", conn->peer,
              conn->path, limits->messages_per_second);
     conn_fail(conn, WS_CLOSE_POLICY, "message rate exceeded");
@@ -1713,7 +1717,7 @@ static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
     switch (conn->state) {
     case CONN_HTTP:
         log_info(&conn->server->log, "handshake timeout %s", conn->peer);
-        conn->server->stats.rejected[STATS_REJECT_TIMEOUT]++;
+        conn->worker->stats.rejected[STATS_REJECT_TIMEOUT]++;
         if (conn->tls && !SSL_is_init_finished(bufferevent_openssl_get_ssl(conn->bev))) {
             conn_drop(conn);   /* no TLS session to carry a 408 */
             break;
@@ -1750,17 +1754,17 @@ void conn_close(struct conn *conn, unsigned code, const char *reason)
     }
 }
 
-void conn_close_all(struct server *server, unsigned code, const char *reason)
+void conn_close_all(struct worker *worker, unsigned code, const char *reason)
 {
-    for (struct conn *conn = server->connections; conn != NULL; conn = conn->next)
+    for (struct conn *conn = worker->connections; conn != NULL; conn = conn->next)
         conn_close(conn, code, reason);
 }
 
-size_t conn_disconnect_user(struct server *server, const char *user, unsigned code,
+size_t conn_disconnect_user(struct worker *worker, const char *user, unsigned code,
                             const char *reason)
 {
     size_t count = 0;
-    for (struct conn *conn = server->connections; conn != NULL; conn = conn->next) {
+    for (struct conn *conn = worker->connections; conn != NULL; conn = conn->next) {
         if (conn->state == CONN_OPEN && conn->user != NULL && strcmp(conn->user, user) == 0) {
             conn_close(conn, code, reason);
             count++;
@@ -1781,10 +1785,10 @@ static size_t conn_string_bytes(const char *text)
     return text != NULL ? strlen(text) + 1 : 0;
 }
 
-void conn_memory_usage(const struct server *server, struct conn_memory *usage)
+void conn_memory_usage(const struct worker *worker, struct conn_memory *usage)
 {
     memset(usage, 0, sizeof(*usage));
-    for (const struct conn *conn = server->connections; conn != NULL; conn = conn->next) {
+    for (const struct conn *conn = worker->connections; conn != NULL; conn = conn->next) {
         usage->connections++;
         usage->connection_bytes += sizeof(*conn) + CONN_LIBRARY_BYTES +
                                    frame_queue_footprint(&conn->out) +
@@ -1798,8 +1802,8 @@ void conn_memory_usage(const struct server *server, struct conn_memory *usage)
     }
 }
 
-void conn_drop_all(struct server *server)
+void conn_drop_all(struct worker *worker)
 {
-    for (struct conn *conn = server->connections; conn != NULL; conn = conn->next)
+    for (struct conn *conn = worker->connections; conn != NULL; conn = conn->next)
         conn_drop(conn);
 }

@@ -4,7 +4,7 @@
  *
  * Lifecycle: conn_accept creates it; it is never freed from inside one of
  * its own callbacks: a finished connection is marked dead, unlinked from the
- * hub and queued on the server's reap list, and conn_reap frees it from the
+ * hub and queued on its worker's reap list, and conn_reap frees it from the
  * loop later. */
 #ifndef WSBROKER_CONN_H
 #define WSBROKER_CONN_H
@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-struct server;
+struct worker;
 struct conn;
 struct tls_context;
 
@@ -24,7 +24,7 @@ struct tls_context;
  * context, or NULL for a plain listener. accepted_at: when accept()
  * returned it on CLOCK_MONOTONIC, or NULL for now; handshake_timeout
  * counts from then. */
-void conn_accept(struct server *server, evutil_socket_t fd, const struct sockaddr *address,
+void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockaddr *address,
                  int address_length, struct tls_context *tls, const struct timespec *accepted_at);
 
 /* Starts a server-initiated close: a WebSocket gets a close frame with code
@@ -32,14 +32,14 @@ void conn_accept(struct server *server, evutil_socket_t fd, const struct sockadd
 void conn_close(struct conn *conn, unsigned code, const char *reason);
 
 /* Drops every connection on the reap list. */
-void conn_reap(struct server *server);
+void conn_reap(struct worker *worker);
 
-/* Closes every live connection with 1001 (shutdown). */
-void conn_close_all(struct server *server, unsigned code, const char *reason);
+/* Closes every live connection of worker with code (1001: shutdown). */
+void conn_close_all(struct worker *worker, unsigned code, const char *reason);
 
-/* Starts closing every open WebSocket of user with code and reason.
- * Returns how many. */
-size_t conn_disconnect_user(struct server *server, const char *user, unsigned code,
+/* Starts closing every open WebSocket of user on worker with code and
+ * reason. Returns how many. */
+size_t conn_disconnect_user(struct worker *worker, const char *user, unsigned code,
                             const char *reason);
 
 /* Memory held by connections, for /metrics. */
@@ -51,13 +51,13 @@ struct conn_memory {
                                     (frames shared between receivers count
                                     once per receiver) */
 };
-void conn_memory_usage(const struct server *server, struct conn_memory *usage);
+void conn_memory_usage(const struct worker *worker, struct conn_memory *usage);
 
-/* Drops every live connection at once. */
-void conn_drop_all(struct server *server);
+/* Drops every live connection of worker at once. */
+void conn_drop_all(struct worker *worker);
 
-/* Frees what the server's connections share for writing (at cleanup,
+/* Frees what the worker's connections share for writing (at cleanup,
  * once every connection is freed). */
-void conn_flush_free(struct server *server);
+void conn_flush_free(struct worker *worker);
 
 #endif

@@ -1,5 +1,6 @@
 #include "hub.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,21 @@ struct hub_member {
     size_t connections;
 };
 
+/* One worker's subscribers of a channel: changed only on that worker's
+ * thread (with the hub locked), so that thread walks it without the lock. */
+struct hub_local {
+    struct hub_subscriber *first;
+    struct hub_subscriber *last;
+    size_t count;
+};
+
 struct hub_channel {
     struct hub_channel *bucket_next;
     uint64_t hash;
-    struct hub_subscriber *first;
-    struct hub_subscriber *last;
-    size_t subscriber_count;
+    struct hub_local *locals;     /* one per worker */
+    size_t subscriber_count;      /* over every worker */
+    size_t pins;                  /* hub_items and deliveries in progress */
+    uint64_t events;              /* presence events sent so far */
     uint64_t seq;
     char epoch[HUB_EPOCH_SIZE];
     /* settings copied from the rule when the channel was created */
@@ -37,6 +47,11 @@ struct hub_channel {
 };
 
 struct hub {
+    unsigned workers;
+    hub_post_fn *post;            /* NULL: direct delivery */
+    void *post_arg;
+    pthread_mutex_t lock;         /* held around everything when post is set */
+    uint64_t subscriber_ids;
     struct hub_channel **buckets;
     size_t bucket_count;          /* a power of two */
     size_t channel_count;
@@ -56,16 +71,45 @@ static uint64_t hub_hash(const struct hub *hub, const char *name)
     return seeded_hash_bytes(hub->seed, name, strlen(name));
 }
 
+/* A direct hub serves one thread: it takes no lock at all. */
+static void hub_lock(const struct hub *hub)
+{
+    if (hub->post != NULL)
+        pthread_mutex_lock(&((struct hub *)hub)->lock);
+}
+
+static void hub_unlock(const struct hub *hub)
+{
+    if (hub->post != NULL)
+        pthread_mutex_unlock(&((struct hub *)hub)->lock);
+}
+
 struct hub *hub_new(void)
 {
+    return hub_new_shared(1, NULL, NULL);
+}
+
+bool hub_is_direct(const struct hub *hub)
+{
+    return hub->post == NULL;
+}
+
+struct hub *hub_new_shared(unsigned workers, hub_post_fn *post, void *post_arg)
+{
+    if (workers == 0 || (workers > 1 && post == NULL))
+        return NULL;
     struct hub *hub = calloc(1, sizeof(*hub));
     if (hub == NULL)
         return NULL;
     hub->buckets = calloc(HUB_INITIAL_BUCKETS, sizeof(*hub->buckets));
-    if (hub->buckets == NULL) {
+    if (hub->buckets == NULL || pthread_mutex_init(&hub->lock, NULL) != 0) {
+        free(hub->buckets);
         free(hub);
         return NULL;
     }
+    hub->workers = workers;
+    hub->post = workers > 1 ? post : NULL;
+    hub->post_arg = post_arg;
     hub->bucket_count = HUB_INITIAL_BUCKETS;
     seeded_hash_random(&hub->seed, sizeof(hub->seed));
     seeded_hash_random(&hub->epoch_base, sizeof(hub->epoch_base));
@@ -80,6 +124,7 @@ static void hub_channel_free(struct hub_channel *channel)
     for (size_t i = 0; i < channel->member_count; i++)
         free(channel->members[i].user);
     free(channel->members);
+    free(channel->locals);
     free(channel);
 }
 
@@ -96,6 +141,7 @@ void hub_free(struct hub *hub)
         }
     }
     free(hub->buckets);
+    pthread_mutex_destroy(&hub->lock);
     free(hub);
 }
 
@@ -143,6 +189,11 @@ static struct hub_channel *hub_channel_create(struct hub *hub, const char *name,
     if (channel == NULL)
         return NULL;
     memcpy(channel->name, name, length + 1);
+    channel->locals = calloc(hub->workers, sizeof(*channel->locals));
+    if (channel->locals == NULL) {
+        free(channel);
+        return NULL;
+    }
     channel->hash = hub_hash(hub, name);
     channel->history_capacity = rule->history;
     channel->history_ttl = rule->history_ttl;
@@ -150,6 +201,7 @@ static struct hub_channel *hub_channel_create(struct hub *hub, const char *name,
     if (channel->history_capacity > 0) {
         channel->history = calloc(channel->history_capacity, sizeof(*channel->history));
         if (channel->history == NULL) {
+            free(channel->locals);
             free(channel);
             return NULL;
         }
@@ -183,7 +235,7 @@ static void hub_channel_destroy(struct hub *hub, struct hub_channel *channel)
 
 static void hub_free_if_idle(struct hub *hub, struct hub_channel *channel)
 {
-    if (channel->subscriber_count == 0 && channel->history_count == 0)
+    if (channel->subscriber_count == 0 && channel->history_count == 0 && channel->pins == 0)
         hub_channel_destroy(hub, channel);
 }
 
@@ -251,15 +303,50 @@ static bool hub_member_remove(struct hub_channel *channel, const char *user)
     return true;
 }
 
-static void hub_send_presence(struct hub_channel *channel, const char *op, const char *user)
+static struct shared_frame *hub_presence_frame(const struct hub_channel *channel, const char *op,
+                                               const char *user)
 {
     size_t length;
     char *text = envelope_presence_event(op, channel->name, user, &length);
     struct shared_frame *frame = text != NULL ? shared_frame_encode(WS_OP_TEXT, text, length) : NULL;
     free(text);
+    return frame;   /* NULL when out of memory: an event is lost, membership stays right */
+}
+
+/* Shared hub, locked: hands frame to every worker with subscribers there. */
+static void hub_post(struct hub *hub, struct hub_channel *channel, struct message *message,
+                     struct shared_frame *frame, uint64_t except)
+{
+    for (unsigned w = 0; w < hub->workers; w++) {
+        if (channel->locals[w].count == 0)
+            continue;
+        struct hub_item item = {
+            .channel = channel, .except = except, .stamp = channel->events,
+            .message = message != NULL ? message_retain(message) : NULL,
+            .frame = frame != NULL ? shared_frame_retain(frame) : NULL,
+        };
+        channel->pins++;
+        if (!hub->post(hub->post_arg, w, &item)) {
+            channel->pins--;
+            message_release(item.message);
+            shared_frame_release(item.frame);
+        }
+    }
+}
+
+static void hub_send_presence(struct hub *hub, struct hub_channel *channel, const char *op,
+                              const char *user)
+{
+    struct shared_frame *frame = hub_presence_frame(channel, op, user);
     if (frame == NULL)
-        return;   /* out of memory: an event is lost, membership stays right */
-    struct hub_subscriber *subscriber = channel->first;
+        return;
+    if (hub->post != NULL) {
+        channel->events++;
+        hub_post(hub, channel, NULL, frame, 0);
+        shared_frame_release(frame);
+        return;
+    }
+    struct hub_subscriber *subscriber = channel->locals[0].first;
     size_t remaining = channel->subscriber_count;
     while (subscriber != NULL && remaining-- > 0) {
         struct hub_subscriber *next = subscriber->next;
@@ -272,37 +359,48 @@ static void hub_send_presence(struct hub_channel *channel, const char *op, const
 
 /* ------------------------------------------------------------ subscribe */
 
-static void hub_link(struct hub_channel *channel, struct hub_subscriber *subscriber)
+static void hub_link(struct hub *hub, struct hub_channel *channel,
+                     struct hub_subscriber *subscriber)
 {
+    struct hub_local *local = &channel->locals[subscriber->worker];
     subscriber->channel = channel;
+    subscriber->id = ++hub->subscriber_ids;
+    /* What was handed to workers before it joined is not for it. */
+    subscriber->last_seq = channel->seq;
+    subscriber->events_from = channel->events;
     subscriber->next = NULL;
-    subscriber->previous = channel->last;
-    if (channel->last != NULL)
-        channel->last->next = subscriber;
+    subscriber->previous = local->last;
+    if (local->last != NULL)
+        local->last->next = subscriber;
     else
-        channel->first = subscriber;
-    channel->last = subscriber;
+        local->first = subscriber;
+    local->last = subscriber;
+    local->count++;
     channel->subscriber_count++;
 }
 
 static void hub_unlink(struct hub_channel *channel, struct hub_subscriber *subscriber)
 {
+    struct hub_local *local = &channel->locals[subscriber->worker];
     if (subscriber->previous != NULL)
         subscriber->previous->next = subscriber->next;
     else
-        channel->first = subscriber->next;
+        local->first = subscriber->next;
     if (subscriber->next != NULL)
         subscriber->next->previous = subscriber->previous;
     else
-        channel->last = subscriber->previous;
+        local->last = subscriber->previous;
     subscriber->channel = NULL;
     subscriber->previous = subscriber->next = NULL;
+    local->count--;
     channel->subscriber_count--;
 }
 
-int hub_subscribe(struct hub *hub, const char *name, const struct channel_rule *rule,
-                  struct hub_subscriber *subscriber)
+static int hub_subscribe_locked(struct hub *hub, const char *name,
+                                const struct channel_rule *rule, struct hub_subscriber *subscriber)
 {
+    if (subscriber->worker >= hub->workers)
+        return -1;
     struct hub_channel *channel = hub_find_or_create(hub, name, rule);
     if (channel == NULL)
         return -1;
@@ -314,26 +412,66 @@ int hub_subscribe(struct hub *hub, const char *name, const struct channel_rule *
             return -1;
         }
     }
-    hub_link(channel, subscriber);
+    hub_link(hub, channel, subscriber);
     hub->subscription_count++;
+    return joined;
+}
+
+int hub_subscribe(struct hub *hub, const char *name, const struct channel_rule *rule,
+                  struct hub_subscriber *subscriber)
+{
+    hub_lock(hub);
+    int joined = hub_subscribe_locked(hub, name, rule, subscriber);
+    hub_unlock(hub);
     return joined;
 }
 
 void hub_announce_join(struct hub *hub, struct hub_subscriber *subscriber)
 {
-    (void)hub;
+    hub_lock(hub);
     if (subscriber->channel != NULL && subscriber->channel->presence && subscriber->user != NULL)
-        hub_send_presence(subscriber->channel, "join", subscriber->user);
+        hub_send_presence(hub, subscriber->channel, "join", subscriber->user);
+    hub_unlock(hub);
+}
+
+/* Shared hub: the others hear of the leave through their workers; the
+ * leaving subscriber (on this thread) gets its copy after the unlock. */
+static void hub_unsubscribe_shared(struct hub *hub, struct hub_subscriber *subscriber)
+{
+    hub_lock(hub);
+    struct hub_channel *channel = subscriber->channel;
+    struct shared_frame *frame = NULL;
+    if (channel != NULL && channel->presence && subscriber->user != NULL &&
+        hub_member_remove(channel, subscriber->user)) {
+        frame = hub_presence_frame(channel, "leave", subscriber->user);
+        if (frame != NULL) {
+            channel->events++;
+            hub_post(hub, channel, NULL, frame, subscriber->id);
+        }
+    }
+    if (channel != NULL) {
+        hub_unlink(channel, subscriber);
+        hub->subscription_count--;
+        hub_free_if_idle(hub, channel);
+    }
+    hub_unlock(hub);
+    if (frame != NULL && subscriber->presence_events && subscriber->deliver_event != NULL)
+        subscriber->deliver_event(subscriber, frame);
+    shared_frame_release(frame);
 }
 
 void hub_unsubscribe(struct hub *hub, struct hub_subscriber *subscriber)
 {
+    if (hub->post != NULL) {
+        hub_unsubscribe_shared(hub, subscriber);
+        return;
+    }
     struct hub_channel *channel = subscriber->channel;
     if (channel == NULL)
         return;
     if (channel->presence && subscriber->user != NULL &&
         hub_member_remove(channel, subscriber->user))
-        hub_send_presence(channel, "leave", subscriber->user);
+        hub_send_presence(hub, channel, "leave", subscriber->user);
     hub_unlink(channel, subscriber);
     hub->subscription_count--;
     hub_free_if_idle(hub, channel);
@@ -374,25 +512,62 @@ static void hub_history_push(struct hub_channel *channel, struct message *messag
     channel->history_count++;
 }
 
-long hub_publish(struct hub *hub, struct message *message, const struct channel_rule *rule,
-                 const struct hub_subscriber *except, int64_t now, char *epoch)
+/* Numbers message and keeps it in the history ring. Returns its channel,
+ * or NULL when out of memory. */
+static struct hub_channel *hub_number(struct hub *hub, struct message *message,
+                                      const struct channel_rule *rule, int64_t now, char *epoch)
 {
     struct hub_channel *channel = hub_find_or_create(hub, message->channel, rule);
     if (channel == NULL)
-        return -1;
+        return NULL;
     if (epoch != NULL)
         memcpy(epoch, channel->epoch, HUB_EPOCH_SIZE);
-    message->seq = ++channel->seq;
+    uint64_t seq = ++channel->seq;
+    /* A publisher may have built the envelope with the seq it expected;
+     * another worker's publish got that one first. */
+    if (message->seq != seq)
+        message_forget_envelope(message);
+    message->seq = seq;
     message->published_at = now;
     hub_history_expire(channel, now);
     hub_history_push(channel, message);
+    return channel;
+}
+
+/* Shared hub: the message goes to every worker with subscribers, in the
+ * order of the lock, so every worker sees a channel's seq ascending. */
+static long hub_publish_shared(struct hub *hub, struct message *message,
+                               const struct channel_rule *rule,
+                               const struct hub_subscriber *except, int64_t now, char *epoch)
+{
+    hub_lock(hub);
+    struct hub_channel *channel = hub_number(hub, message, rule, now, epoch);
+    long deliveries = -1;
+    if (channel != NULL) {
+        bool skip = except != NULL && except->channel == channel;
+        deliveries = (long)channel->subscriber_count - (skip ? 1 : 0);
+        hub_post(hub, channel, message, NULL, skip ? except->id : 0);
+        hub_free_if_idle(hub, channel);
+    }
+    hub_unlock(hub);
+    return deliveries;
+}
+
+long hub_publish(struct hub *hub, struct message *message, const struct channel_rule *rule,
+                 const struct hub_subscriber *except, int64_t now, char *epoch)
+{
+    if (hub->post != NULL)
+        return hub_publish_shared(hub, message, rule, except, now, epoch);
+    struct hub_channel *channel = hub_number(hub, message, rule, now, epoch);
+    if (channel == NULL)
+        return -1;
     /* A receiver may unsubscribe itself while being delivered to: read next
      * first and stop at the snapshot's end. The channel itself survives the
      * loop: it is only freed below. */
     long deliveries = 0;
-    size_t remaining = channel->subscriber_count;
-    struct hub_subscriber *subscriber = channel->first;
-    channel->subscriber_count++;   /* pin: keeps hub_unsubscribe from freeing it */
+    size_t remaining = channel->locals[0].count;
+    struct hub_subscriber *subscriber = channel->locals[0].first;
+    channel->pins++;   /* keeps hub_unsubscribe from freeing it */
     while (subscriber != NULL && remaining-- > 0) {
         struct hub_subscriber *next = subscriber->next;
         if (subscriber != except) {
@@ -401,13 +576,65 @@ long hub_publish(struct hub *hub, struct message *message, const struct channel_
         }
         subscriber = next;
     }
-    channel->subscriber_count--;
+    channel->pins--;
     hub_free_if_idle(hub, channel);
     return deliveries;
 }
 
-void hub_position(const struct hub_subscriber *subscriber, bool has_since, uint64_t since,
-                  const char *epoch, int64_t now, struct hub_position *position)
+/* Whether subscriber takes item: not the one excepted, a message it has
+ * not had yet (seq only ascends), an event sent after it joined. */
+static bool hub_item_for(const struct hub_item *item, const struct hub_subscriber *subscriber)
+{
+    if (subscriber->id == item->except)
+        return false;
+    if (item->message != NULL)
+        return item->message->seq > subscriber->last_seq;
+    return item->stamp > subscriber->events_from && subscriber->presence_events &&
+           subscriber->deliver_event != NULL;
+}
+
+size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item)
+{
+    size_t bytes = 0;
+    /* This list changes only on this thread, so it is walked unlocked; the
+     * pin keeps the channel. A receiver may unsubscribe itself. */
+    struct hub_local *local = &item->channel->locals[worker];
+    size_t remaining = local->count;
+    struct hub_subscriber *subscriber = local->first;
+    while (subscriber != NULL && remaining-- > 0) {
+        struct hub_subscriber *next = subscriber->next;
+        if (hub_item_for(item, subscriber)) {
+            if (item->message != NULL) {
+                subscriber->last_seq = item->message->seq;
+                subscriber->deliver(subscriber, item->message);
+                bytes += item->message->length;
+            } else {
+                subscriber->deliver_event(subscriber, item->frame);
+                bytes += item->frame->length;
+            }
+        }
+        subscriber = next;
+    }
+    hub_discard_item(hub, item);
+    return bytes;
+}
+
+void hub_discard_item(struct hub *hub, struct hub_item *item)
+{
+    message_release(item->message);
+    shared_frame_release(item->frame);
+    hub_lock(hub);
+    item->channel->pins--;
+    hub_free_if_idle(hub, item->channel);
+    hub_unlock(hub);
+    item->channel = NULL;
+    item->message = NULL;
+    item->frame = NULL;
+}
+
+static void hub_position_locked(const struct hub_subscriber *subscriber, bool has_since,
+                                uint64_t since, const char *epoch, int64_t now,
+                                struct hub_position *position)
 {
     struct hub_channel *channel = subscriber->channel;
     hub_history_expire(channel, now);
@@ -430,28 +657,64 @@ void hub_position(const struct hub_subscriber *subscriber, bool has_since, uint6
     position->replay_after = 0;
 }
 
+void hub_position(struct hub *hub, const struct hub_subscriber *subscriber, bool has_since,
+                  uint64_t since, const char *epoch, int64_t now, struct hub_position *position)
+{
+    hub_lock(hub);
+    hub_position_locked(subscriber, has_since, since, epoch, now, position);
+    hub_unlock(hub);
+}
+
 uint64_t hub_next_seq(const struct hub *hub, const char *name)
 {
+    hub_lock(hub);
     const struct hub_channel *channel = hub_find(hub, name);
-    return channel != NULL ? channel->seq + 1 : 1;
+    uint64_t next = channel != NULL ? channel->seq + 1 : 1;
+    hub_unlock(hub);
+    return next;
+}
+
+/* The held messages with seq > after, retained, oldest first; *count of
+ * them. NULL with *count 0 when none (or out of memory: nothing replayed). */
+static struct message **hub_replay_collect(struct hub_channel *channel, uint64_t after,
+                                           int64_t now, unsigned *count)
+{
+    *count = 0;
+    hub_history_expire(channel, now);
+    struct message **held =
+        channel->history_count > 0 ? malloc(channel->history_count * sizeof(*held)) : NULL;
+    for (unsigned i = 0; held != NULL && i < channel->history_count; i++) {
+        struct message *message = hub_history_at(channel, i);
+        if (message->seq > after)
+            held[(*count)++] = message_retain(message);
+    }
+    return held;
 }
 
 void hub_replay(struct hub *hub, struct hub_subscriber *subscriber, uint64_t after, int64_t now)
 {
-    (void)hub;
+    hub_lock(hub);
     struct hub_channel *channel = subscriber->channel;
-    if (channel == NULL)
-        return;
-    hub_history_expire(channel, now);
-    for (unsigned i = 0; i < channel->history_count && subscriber->channel == channel; i++) {
-        struct message *message = hub_history_at(channel, i);
-        if (message->seq > after)
-            subscriber->deliver(subscriber, message);
+    unsigned count = 0;
+    struct message **held = channel != NULL ? hub_replay_collect(channel, after, now, &count)
+                                            : NULL;
+    hub_unlock(hub);
+    /* Delivered unlocked: a receiver may unsubscribe itself, which stops
+     * the replay. What it gets here it is not handed again by its worker. */
+    for (unsigned i = 0; i < count; i++) {
+        if (subscriber->channel == channel) {
+            if (held[i]->seq > subscriber->last_seq)
+                subscriber->last_seq = held[i]->seq;
+            subscriber->deliver(subscriber, held[i]);
+        }
+        message_release(held[i]);
     }
+    free(held);
 }
 
 void hub_expire(struct hub *hub, int64_t now)
 {
+    hub_lock(hub);
     for (size_t i = 0; i < hub->bucket_count; i++) {
         struct hub_channel *channel = hub->buckets[i];
         while (channel != NULL) {
@@ -461,6 +724,7 @@ void hub_expire(struct hub *hub, int64_t now)
             channel = next;
         }
     }
+    hub_unlock(hub);
 }
 
 /* ------------------------------------------------------------ queries */
@@ -470,22 +734,26 @@ static void hub_fill_info(const struct hub_channel *channel, struct hub_channel_
     info->name = channel->name;
     info->subscribers = channel->subscriber_count;
     info->seq = channel->seq;
-    info->epoch = channel->epoch;
+    memcpy(info->epoch, channel->epoch, sizeof(info->epoch));
     info->presence = channel->presence;
 }
 
 bool hub_channel_info(const struct hub *hub, const char *name, struct hub_channel_info *info)
 {
+    hub_lock(hub);
     const struct hub_channel *channel = hub_find(hub, name);
-    if (channel == NULL)
-        return false;
-    hub_fill_info(channel, info);
-    return true;
+    if (channel != NULL) {
+        hub_fill_info(channel, info);
+        info->name = name;   /* the caller's, valid after the unlock */
+    }
+    hub_unlock(hub);
+    return channel != NULL;
 }
 
 void hub_each_channel(const struct hub *hub,
                       void (*visit)(const struct hub_channel_info *info, void *arg), void *arg)
 {
+    hub_lock(hub);
     for (size_t i = 0; i < hub->bucket_count; i++) {
         for (const struct hub_channel *channel = hub->buckets[i]; channel != NULL;
              channel = channel->bucket_next) {
@@ -494,20 +762,22 @@ void hub_each_channel(const struct hub *hub,
             visit(&info, arg);
         }
     }
+    hub_unlock(hub);
 }
 
 void hub_each_user(const struct hub *hub, const char *name,
                    void (*visit)(const char *user, void *arg), void *arg)
 {
+    hub_lock(hub);
     const struct hub_channel *channel = hub_find(hub, name);
-    if (channel == NULL)
-        return;
-    for (size_t i = 0; i < channel->member_count; i++)
+    for (size_t i = 0; channel != NULL && i < channel->member_count; i++)
         visit(channel->members[i].user, arg);
+    hub_unlock(hub);
 }
 
 void hub_stats(const struct hub *hub, struct hub_stats *stats)
 {
+    hub_lock(hub);
     stats->channels = hub->channel_count;
     stats->subscriptions = hub->subscription_count;
     stats->history_messages = 0;
@@ -519,7 +789,9 @@ void hub_stats(const struct hub *hub, struct hub_stats *stats)
                 stats->channel_bytes += message_footprint(hub_history_at(c, k));
             stats->channel_bytes += sizeof(*c) + strlen(c->name) + 1 +
                                     (size_t)c->history_capacity * sizeof(*c->history) +
-                                    c->member_capacity * sizeof(*c->members);
+                                    c->member_capacity * sizeof(*c->members) +
+                                    hub->workers * sizeof(*c->locals);
         }
     }
+    hub_unlock(hub);
 }

@@ -5,7 +5,17 @@
  *
  * A channel exists while it has subscribers or holds history; an idle one
  * is freed, and a channel created again gets a new epoch, so a client that
- * resumes with an old epoch learns that numbering started over. */
+ * resumes with an old epoch learns that numbering started over.
+ *
+ * Threads: a hub made by hub_new serves one thread and delivers
+ * synchronously. A hub made by hub_new_shared serves several worker
+ * threads: its state is behind one mutex, every subscriber belongs to one
+ * worker (and is only subscribed, unsubscribed and delivered to on that
+ * worker's thread), and a publish or presence event is handed, under the
+ * lock and so in one order for every worker, to each worker that has
+ * subscribers on the channel as a hub_item; the worker later calls
+ * hub_deliver_item on its own thread. The lock is never held while calling
+ * a subscriber. */
 #ifndef WSBROKER_HUB_H
 #define WSBROKER_HUB_H
 
@@ -27,6 +37,10 @@ struct hub_subscriber {
     struct hub_subscriber *previous;   /* private */
     struct hub_subscriber *next;       /* private */
     struct hub_channel *channel;       /* private: NULL when not subscribed */
+    uint64_t id;                       /* private: unique per subscription */
+    uint64_t last_seq;                 /* private: highest seq handed to it */
+    uint64_t events_from;              /* private: presence events after this */
+    unsigned worker;                   /* the worker it lives on (0 for hub_new) */
     const char *user;                  /* presence identity; the owner keeps
                                           it alive while subscribed */
     bool presence_events;              /* receives join/leave frames */
@@ -46,7 +60,41 @@ struct hub_stats {
                                   presence member lists */
 };
 
+/* One delivery for one worker: a message (or a presence frame) for that
+ * worker's subscribers of channel. Holds references until delivered or
+ * discarded. */
+struct hub_item {
+    struct hub_channel *channel;       /* pinned: not freed meanwhile */
+    struct message *message;           /* retained, or NULL */
+    struct shared_frame *frame;        /* retained presence frame, or NULL */
+    uint64_t except;                   /* subscriber id skipped; 0: none */
+    uint64_t stamp;                    /* the channel's event count for a frame */
+};
+
+/* Hands item (copied) to worker's queue; called with the hub locked, so it
+ * must only queue and wake, never deliver. Returns false when it could not
+ * (out of memory): that worker's receivers then miss it, a gap in seq as
+ * for a slow reader. */
+typedef bool hub_post_fn(void *arg, unsigned worker, const struct hub_item *item);
+
+/* A hub for one thread: deliveries are direct calls. */
 struct hub *hub_new(void);
+
+/* A hub shared by workers threads (at least 2), delivering through post. */
+struct hub *hub_new_shared(unsigned workers, hub_post_fn *post, void *post_arg);
+
+/* Whether publishes are delivered synchronously (a hub_new hub). */
+bool hub_is_direct(const struct hub *hub);
+
+/* On the thread of worker: delivers item to the worker's subscribers of its
+ * channel (each receives a message at most once, in seq order) and drops
+ * the item's references. Returns the payload bytes delivered, summed over
+ * receivers. */
+size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item);
+
+/* Drops the item's references without delivering (shutdown). */
+void hub_discard_item(struct hub *hub, struct hub_item *item);
+
 /* Frees the hub and the history it holds. Every subscriber must have
  * unsubscribed. */
 void hub_free(struct hub *hub);
@@ -65,7 +113,8 @@ void hub_announce_join(struct hub *hub, struct hub_subscriber *subscriber);
 
 /* Removes subscriber from its channel. When it was its user's last
  * connection on a presence channel, {"op":"leave",...} goes to every member
- * first, the leaving subscriber included. Frees the channel when idle. */
+ * first, the leaving subscriber included (directly; the others through
+ * their workers on a shared hub). Frees the channel when idle. */
 void hub_unsubscribe(struct hub *hub, struct hub_subscriber *subscriber);
 
 /* Publishes message on message->channel: sets its seq and published_at
@@ -89,13 +138,14 @@ struct hub_position {
  * is to be replayed. With since: epoch (may be NULL = the current one)
  * different from the channel's, or messages after since no longer held,
  * gives recovered = false and a replay of everything held. */
-void hub_position(const struct hub_subscriber *subscriber, bool has_since, uint64_t since,
-                  const char *epoch, int64_t now, struct hub_position *position);
+void hub_position(struct hub *hub, const struct hub_subscriber *subscriber, bool has_since,
+                  uint64_t since, const char *epoch, int64_t now, struct hub_position *position);
 
 /* The seq the next message published on the channel named name gets. */
 uint64_t hub_next_seq(const struct hub *hub, const char *name);
 
-/* Delivers the held messages with seq > after to subscriber, in order. */
+/* Delivers the held messages with seq > after to subscriber, in order
+ * (copied under the lock, delivered outside it). */
 void hub_replay(struct hub *hub, struct hub_subscriber *subscriber, uint64_t after, int64_t now);
 
 /* Drops history older than its channel's ttl and frees idle channels. */
@@ -103,21 +153,23 @@ void hub_expire(struct hub *hub, int64_t now);
 
 /* Information about one channel, for the API. */
 struct hub_channel_info {
-    const char *name;
+    const char *name;                  /* valid during the call only */
     size_t subscribers;
     uint64_t seq;
-    const char *epoch;
+    char epoch[HUB_EPOCH_SIZE];
     bool presence;
 };
 
 /* Fills info for the channel named name. Returns false when it does not exist. */
 bool hub_channel_info(const struct hub *hub, const char *name, struct hub_channel_info *info);
 
-/* Calls visit for every channel (in no particular order). */
+/* Calls visit for every channel (in no particular order), with the hub
+ * locked: visit must not call into the hub. */
 void hub_each_channel(const struct hub *hub,
                       void (*visit)(const struct hub_channel_info *info, void *arg), void *arg);
 
-/* Calls visit for every user present on the channel named name, sorted. */
+/* Calls visit for every user present on the channel named name, sorted,
+ * with the hub locked. */
 void hub_each_user(const struct hub *hub, const char *name,
                    void (*visit)(const char *user, void *arg), void *arg);
 

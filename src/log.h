@@ -13,7 +13,7 @@ enum log_level {
 
 /* Zero-initialised (or { .level = ... }) it writes plain lines. */
 struct log {
-    enum log_level level;
+    _Atomic(enum log_level) level;   /* atomic: SIGHUP changes it while workers log */
     /* stderr is the systemd journal: lines carry "<N>" syslog priority
      * prefixes instead of a timestamp and level name. */
     bool journal;

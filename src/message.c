@@ -82,10 +82,48 @@ struct message *message_new(enum message_kind kind, const char *channel, const c
     return message;
 }
 
+/* Refcounts are atomic: a published message is held by the history ring
+ * and by the inboxes and output queues of several worker threads. */
 struct message *message_retain(struct message *message)
 {
-    message->refcount++;
+    __atomic_add_fetch(&message->refcount, 1, __ATOMIC_RELAXED);
     return message;
+}
+
+/* Lazily built encodings are read by every worker that delivers the
+ * message: each is built outside any lock and swapped into place once;
+ * a thread that lost the race frees its copy and uses the winner's. */
+static struct shared_frame *message_install(struct shared_frame **slot, struct shared_frame *built)
+{
+    struct shared_frame *expected = NULL;
+    if (built == NULL ||
+        __atomic_compare_exchange_n(slot, &expected, built, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return built;
+    shared_frame_release(built);
+    return expected;
+}
+
+static struct shared_frame *message_load(struct shared_frame *const *slot)
+{
+    return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+}
+
+void message_forget_envelope(struct message *message)
+{
+    shared_frame_release(message->envelope_frame);
+    message->envelope_frame = NULL;
+    struct message_deflated **link = &message->deflated;
+    while (*link != NULL) {
+        struct message_deflated *d = *link;
+        if (!d->envelope) {
+            link = &d->next;
+            continue;
+        }
+        *link = d->next;
+        shared_frame_release(d->frame);
+        free(d);
+    }
 }
 
 static size_t message_frame_bytes(const struct shared_frame *frame)
@@ -97,16 +135,17 @@ size_t message_footprint(const struct message *message)
 {
     size_t bytes = sizeof(*message) + message->length + strlen(message->channel) + 1 +
                    (message->from != NULL ? strlen(message->from) + 1 : 0) +
-                   message_frame_bytes(message->raw_frame) +
-                   message_frame_bytes(message->envelope_frame);
-    for (const struct message_deflated *d = message->deflated; d != NULL; d = d->next)
+                   message_frame_bytes(message_load(&message->raw_frame)) +
+                   message_frame_bytes(message_load(&message->envelope_frame));
+    for (const struct message_deflated *d = __atomic_load_n(&message->deflated, __ATOMIC_ACQUIRE);
+         d != NULL; d = d->next)
         bytes += sizeof(*d) + message_frame_bytes(d->frame);
     return bytes;
 }
 
 void message_release(struct message *message)
 {
-    if (message != NULL && --message->refcount == 0)
+    if (message != NULL && __atomic_sub_fetch(&message->refcount, 1, __ATOMIC_ACQ_REL) == 0)
         message_free(message);
 }
 
@@ -154,9 +193,9 @@ static struct shared_frame *message_build_raw_frame(const struct message *messag
 
 struct shared_frame *message_raw_frame(struct message *message)
 {
-    if (message->raw_frame == NULL)
-        message->raw_frame = message_build_raw_frame(message);
-    return message->raw_frame;
+    struct shared_frame *frame = message_load(&message->raw_frame);
+    return frame != NULL ? frame
+                         : message_install(&message->raw_frame, message_build_raw_frame(message));
 }
 
 /* ---- envelope frame ----
@@ -400,12 +439,12 @@ static struct shared_frame *message_pieces_encode(const struct message_pieces *p
 
 struct shared_frame *message_envelope_frame(struct message *message)
 {
-    if (message->envelope_frame == NULL) {
-        struct message_pieces pieces;
-        message_pieces_fill(&pieces, message);
-        message->envelope_frame = message_pieces_encode(&pieces);
-    }
-    return message->envelope_frame;
+    struct shared_frame *frame = message_load(&message->envelope_frame);
+    if (frame != NULL)
+        return frame;
+    struct message_pieces pieces;
+    message_pieces_fill(&pieces, message);
+    return message_install(&message->envelope_frame, message_pieces_encode(&pieces));
 }
 
 /* ---- compressed frames ---- */
@@ -435,6 +474,45 @@ static struct shared_frame *message_compress_frame(const struct shared_frame *pl
     return frame;
 }
 
+/* The entry for these parameters among the list from head up to (not
+ * including) stop. */
+static struct message_deflated *message_deflated_find(struct message_deflated *head,
+                                                      struct message_deflated *stop, bool envelope,
+                                                      const struct deflate_options *options,
+                                                      int window_bits)
+{
+    for (struct message_deflated *d = head; d != stop; d = d->next) {
+        if (d->envelope == envelope && d->window_bits == window_bits &&
+            d->level == options->level && d->memory_level == options->memory_level)
+            return d;
+    }
+    return NULL;
+}
+
+/* Pushes d onto the list, which was head when it was searched; another
+ * thread may have pushed the same encoding meanwhile: then d is freed and
+ * theirs is used. */
+static struct shared_frame *message_deflated_push(struct message *message,
+                                                  struct message_deflated *d,
+                                                  struct message_deflated *head,
+                                                  const struct deflate_options *options)
+{
+    for (;;) {
+        d->next = head;
+        if (__atomic_compare_exchange_n(&message->deflated, &head, d, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return d->frame;
+        /* head is now the newer list: look only at what was added since. */
+        struct message_deflated *theirs =
+            message_deflated_find(head, d->next, d->envelope, options, d->window_bits);
+        if (theirs != NULL) {
+            shared_frame_release(d->frame);
+            free(d);
+            return theirs->frame;
+        }
+    }
+}
+
 struct shared_frame *message_deflated_frame(struct message *message, bool envelope,
                                             struct deflate_compressors *compressors,
                                             const struct deflate_options *options,
@@ -442,11 +520,11 @@ struct shared_frame *message_deflated_frame(struct message *message, bool envelo
 {
     if (window_bits < 9 || window_bits > 15)
         return NULL;
-    for (struct message_deflated *d = message->deflated; d != NULL; d = d->next) {
-        if (d->envelope == envelope && d->window_bits == window_bits &&
-            d->level == options->level && d->memory_level == options->memory_level)
-            return d->frame;
-    }
+    struct message_deflated *head = __atomic_load_n(&message->deflated, __ATOMIC_ACQUIRE);
+    struct message_deflated *found =
+        message_deflated_find(head, NULL, envelope, options, window_bits);
+    if (found != NULL)
+        return found->frame;
     struct shared_frame *plain =
         envelope ? message_envelope_frame(message) : message_raw_frame(message);
     struct message_deflated *d = plain != NULL ? calloc(1, sizeof(*d)) : NULL;
@@ -461,7 +539,5 @@ struct shared_frame *message_deflated_frame(struct message *message, bool envelo
     d->window_bits = window_bits;
     d->level = options->level;
     d->memory_level = options->memory_level;
-    d->next = message->deflated;
-    message->deflated = d;
-    return d->frame;
+    return message_deflated_push(message, d, head, options);
 }

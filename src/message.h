@@ -41,6 +41,11 @@ struct message *message_new(enum message_kind kind, const char *channel, const c
                             const void *payload, size_t length);
 struct message *message_retain(struct message *message);
 
+/* Drops the envelope encodings built so far (they carry seq): for the hub,
+ * when the seq a publisher built them with was not the one the message
+ * got. Only while no other thread can see the message. */
+void message_forget_envelope(struct message *message);
+
 /* Bytes the message holds: itself, its strings, its payload and whichever
  * encodings have been built so far. */
 size_t message_footprint(const struct message *message);

@@ -9,6 +9,7 @@
 #include "hub.h"
 #include "message.h"
 #include "server.h"
+#include "worker.h"
 #include "wsframe.h"
 
 struct pubsub_subscription {
@@ -81,7 +82,7 @@ static bool pubsub_event_deliverable(const struct pubsub_session *session,
         return true;
     if (length == 0)
         return false;   /* out of memory building it */
-    log_debug(&session->host.server->log,
+    log_debug(&session->host.worker->server->log,
               "not delivering message %llu of %s to %s: its event is %zu bytes, over "
               "max_message_size", (unsigned long long)message->seq, message->channel,
               session->host.user != NULL ? session->host.user : "-", length);
@@ -114,7 +115,7 @@ struct pubsub_session *pubsub_session_new(const struct pubsub_host *host)
 
 static struct hub *pubsub_hub(const struct pubsub_session *session)
 {
-    return session->host.server->hub;
+    return session->host.worker->server->hub;
 }
 
 /* What one subscription allocates, for the memory figures in /metrics. */
@@ -127,7 +128,7 @@ static void pubsub_subscription_free(struct pubsub_session *session,
                                      struct pubsub_subscription *subscription)
 {
     session->subscription_count--;
-    session->host.server->stats.subscription_bytes -= pubsub_subscription_bytes(subscription);
+    session->host.worker->stats.subscription_bytes -= pubsub_subscription_bytes(subscription);
     hub_unsubscribe(pubsub_hub(session), &subscription->subscriber);
     free(subscription);
 }
@@ -183,9 +184,9 @@ bool pubsub_publish_allowed(const struct channel_rule *rule, const struct auth_i
  * refused. */
 static bool pubsub_refuse_over_memory(struct pubsub_session *session, const struct envelope_request *r)
 {
-    if (!server_over_memory(session->host.server))
+    if (!server_over_memory(session->host.worker->server, session->host.config))
         return false;
-    session->host.server->stats.memory_refusals++;
+    session->host.worker->stats.memory_refusals++;
     pubsub_send_error(session, r->id, ENVELOPE_UNAVAILABLE, "memory limit reached");
     return true;
 }
@@ -216,6 +217,7 @@ static void pubsub_subscribe(struct pubsub_session *session, const struct envelo
         memcpy(subscription->channel, r->channel, length + 1);
         subscription->session = session;
         subscription->subscriber.user = session->host.user;
+        subscription->subscriber.worker = session->host.worker->index;
         subscription->subscriber.presence_events = true;
         subscription->subscriber.deliver = pubsub_deliver;
         subscription->subscriber.deliver_event = pubsub_deliver_event;
@@ -230,11 +232,11 @@ static void pubsub_subscribe(struct pubsub_session *session, const struct envelo
         subscription->next = session->subscriptions;
         session->subscriptions = subscription;
         session->subscription_count++;
-        session->host.server->stats.subscription_bytes += pubsub_subscription_bytes(subscription);
+        session->host.worker->stats.subscription_bytes += pubsub_subscription_bytes(subscription);
     }
     int64_t now = server_now();
     struct hub_position position;
-    hub_position(&subscription->subscriber, r->has_since, r->since, r->epoch, now, &position);
+    hub_position(pubsub_hub(session), &subscription->subscriber, r->has_since, r->since, r->epoch, now, &position);
     json_t *extra = json_pack("{s:s, s:I, s:s}", "channel", subscription->channel, "seq",
                               (json_int_t)position.seq, "epoch", position.epoch);
     if (extra != NULL && r->has_since)
@@ -296,18 +298,22 @@ static void pubsub_publish(struct pubsub_session *session, const struct envelope
         pubsub_send_error(session, r->id, ENVELOPE_TOO_LARGE, "message larger than max_message_size");
         return;
     }
-    /* The ok reply goes out before the publisher's own copy: skip it in the
-     * publish and deliver it after the reply. */
+    /* The ok reply goes out before the publisher's own copy. Delivering
+     * directly, the hub skips it and it is delivered after the reply;
+     * through the workers, it comes after the reply anyway, in seq order
+     * with what others publish. */
+    bool direct = hub_is_direct(pubsub_hub(session));
     bool echo = own != NULL && session->host.echo_self;
-    long delivered = server_publish(session->host.server, message,
-                                    own != NULL ? &own->subscriber : NULL, NULL);
+    bool skip = own != NULL && (direct || !echo);
+    long delivered = server_publish(session->host.worker, message,
+                                    skip ? &own->subscriber : NULL, NULL);
     if (delivered < 0) {
         message_release(message);
         pubsub_send_error(session, r->id, ENVELOPE_UNAVAILABLE, "out of memory");
         return;
     }
     pubsub_send_ok(session, r->id, json_pack("{s:I}", "seq", (json_int_t)message->seq));
-    if (echo)
+    if (echo && direct)
         pubsub_deliver(&own->subscriber, message);
     message_release(message);
 }

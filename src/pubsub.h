@@ -13,12 +13,12 @@
 #include "message.h"
 #include "shared_frame.h"
 
-struct server;
+struct worker;
 struct pubsub_session;
 
 /* What a session needs from its connection. Pointers must outlive it. */
 struct pubsub_host {
-    struct server *server;
+    struct worker *worker;                 /* the connection's */
     const struct config *config;           /* the connection's config */
     const char *user;
     const struct auth_identity *identity;  /* NULL without a verified token */

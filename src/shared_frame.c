@@ -49,13 +49,14 @@ struct shared_frame *shared_frame_encode(uint8_t opcode, const void *payload, si
 
 struct shared_frame *shared_frame_retain(struct shared_frame *frame)
 {
-    frame->refcount++;
+    /* atomic: frames are shared by the output queues of several workers */
+    __atomic_add_fetch(&frame->refcount, 1, __ATOMIC_RELAXED);
     return frame;
 }
 
 void shared_frame_release(struct shared_frame *frame)
 {
-    if (frame != NULL && --frame->refcount == 0)
+    if (frame != NULL && __atomic_sub_fetch(&frame->refcount, 1, __ATOMIC_ACQ_REL) == 0)
         free(frame);
 }
 

@@ -42,6 +42,33 @@ long stats_route_index(struct stats *stats, const char *path)
     return (long)stats->route_count++;
 }
 
+int stats_merge(struct stats *into, const struct stats *from)
+{
+    into->http_requests += from->http_requests;
+    for (size_t i = 0; i < STATS_REJECT_COUNT; i++)
+        into->rejected[i] += from->rejected[i];
+    into->messages_received += from->messages_received;
+    into->bytes_received += from->bytes_received;
+    into->messages_published += from->messages_published;
+    into->deliveries += from->deliveries;
+    into->bytes_sent += from->bytes_sent;
+    into->slow_reader_drops += from->slow_reader_drops;
+    into->rate_limited += from->rate_limited;
+    into->memory_refusals += from->memory_refusals;
+    into->subscription_bytes += from->subscription_bytes;
+    int status = 0;
+    for (size_t i = 0; i < from->route_count; i++) {
+        long index = stats_route_index(into, from->routes[i].path);
+        if (index < 0) {
+            status = -1;
+            continue;
+        }
+        into->routes[index].open += from->routes[i].open;
+        into->routes[index].total += from->routes[i].total;
+    }
+    return status;
+}
+
 void stats_free(struct stats *stats)
 {
     for (size_t i = 0; i < stats->route_count; i++)

@@ -1,5 +1,6 @@
-/* stats — the broker's counters, rendered by /metrics. Plain data owned by
- * the server; modules bump the fields directly. */
+/* stats — the broker's counters, rendered by /metrics. Plain data: each
+ * worker owns one and its thread bumps the fields directly; /metrics sums
+ * them (stats_merge), each read on its own worker's thread. */
 #ifndef WSBROKER_STATS_H
 #define WSBROKER_STATS_H
 
@@ -53,6 +54,11 @@ const char *stats_reject_name(enum stats_reject reason);
  * array grows. Routes outlive reloads that remove them, so their totals
  * never go backwards. */
 long stats_route_index(struct stats *stats, const char *path);
+
+/* Adds every counter of from to into; routes are matched by pattern and
+ * added when new. Returns 0, or -1 when a route could not be added (out of
+ * memory; the rest is still summed). */
+int stats_merge(struct stats *into, const struct stats *from);
 
 void stats_free(struct stats *stats);
 

@@ -38,6 +38,8 @@ METRICS = {
     "wsbroker_memory_heap_bytes": "gauge",
     "wsbroker_memory_resident_bytes": "gauge",
     "wsbroker_memory_limit_bytes": "gauge",
+    "wsbroker_worker_connections": "gauge",
+    "wsbroker_worker_deliveries_total": "counter",
 }
 UNLABELLED = ["wsbroker_http_requests_total", "wsbroker_messages_received_total",
               "wsbroker_bytes_received_total", "wsbroker_messages_published_total",

@@ -165,7 +165,7 @@ static void test_history_ring_keeps_the_last_messages(void **state)
     hub_subscribe(hub, "h", &held, &r.subscriber);
     struct hub_position position;
     /* seqs 3,4,5 are held: since 2 is fully recovered */
-    hub_position(&r.subscriber, true, 2, NULL, 0, &position);
+    hub_position(hub, &r.subscriber, true, 2, NULL, 0, &position);
     assert_true(position.recovered);
     assert_int_equal(position.seq, 5);
     hub_replay(hub, &r.subscriber, position.replay_after, 0);
@@ -174,22 +174,22 @@ static void test_history_ring_keeps_the_last_messages(void **state)
     assert_int_equal(r.seen[2], 5);
     /* since 1: seq 2 is gone, replay what is held */
     r.seen_count = 0;
-    hub_position(&r.subscriber, true, 1, NULL, 0, &position);
+    hub_position(hub, &r.subscriber, true, 1, NULL, 0, &position);
     assert_false(position.recovered);
     hub_replay(hub, &r.subscriber, position.replay_after, 0);
     assert_int_equal(r.seen_count, 3);
     /* up to date: nothing to replay, recovered */
     r.seen_count = 0;
-    hub_position(&r.subscriber, true, 5, NULL, 0, &position);
+    hub_position(hub, &r.subscriber, true, 5, NULL, 0, &position);
     assert_true(position.recovered);
     hub_replay(hub, &r.subscriber, position.replay_after, 0);
     assert_int_equal(r.seen_count, 0);
     /* another epoch: everything held, not recovered */
-    hub_position(&r.subscriber, true, 4, "other-epoch", 0, &position);
+    hub_position(hub, &r.subscriber, true, 4, "other-epoch", 0, &position);
     assert_false(position.recovered);
     assert_int_equal(position.replay_after, 0);
     /* no since: no replay */
-    hub_position(&r.subscriber, false, 0, NULL, 0, &position);
+    hub_position(hub, &r.subscriber, false, 0, NULL, 0, &position);
     assert_int_equal(position.replay_after, 5);
     hub_unsubscribe(hub, &r.subscriber);
     /* history keeps the channel alive without subscribers */
@@ -211,7 +211,7 @@ static void test_history_ttl_expires_and_frees_idle_channels(void **state)
     recorder_init(&r, 1, NULL);
     hub_subscribe(hub, "t", &aging, &r.subscriber);
     struct hub_position position;
-    hub_position(&r.subscriber, true, 0, NULL, 105000, &position);   /* seq 1 expired at 105 s */
+    hub_position(hub, &r.subscriber, true, 0, NULL, 105000, &position);   /* seq 1 expired at 105 s */
     assert_false(position.recovered);
     hub_replay(hub, &r.subscriber, position.replay_after, 105000);
     assert_int_equal(r.seen_count, 1);
