@@ -308,7 +308,7 @@ void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockadd
      * TLS listener spent looking at the first bytes. */
     struct timespec start = accepted_at != NULL ? *accepted_at : conn_now();
     conn_arm_timer_at(conn, conn_time_add(start, conn->config->websocket.handshake_timeout));
-    log_debug(&server->log, "accept %s", conn->peer);
+    log_debug(&server->log, "accept %s worker %u", conn->peer, worker->index);
     /* A trusted proxy carries many clients: its connections are counted
      * by the address it forwards, once the request head says which. */
     if (proxy_peer_trusted(address, &conn->config->proxy))

@@ -595,7 +595,7 @@ static bool hub_item_for(const struct hub_item *item, const struct hub_subscribe
 
 size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item)
 {
-    size_t bytes = 0;
+    size_t bytes = 0;   /* the item's length once it reached someone */
     /* This list changes only on this thread, so it is walked unlocked; the
      * pin keeps the channel. A receiver may unsubscribe itself. */
     struct hub_local *local = &item->channel->locals[worker];
@@ -607,10 +607,10 @@ size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item)
             if (item->message != NULL) {
                 subscriber->last_seq = item->message->seq;
                 subscriber->deliver(subscriber, item->message);
-                bytes += item->message->length;
+                bytes = item->message->length;
             } else {
                 subscriber->deliver_event(subscriber, item->frame);
-                bytes += item->frame->length;
+                bytes = item->frame->length;
             }
         }
         subscriber = next;

@@ -88,8 +88,8 @@ bool hub_is_direct(const struct hub *hub);
 
 /* On the thread of worker: delivers item to the worker's subscribers of its
  * channel (each receives a message at most once, in seq order) and drops
- * the item's references. Returns the payload bytes delivered, summed over
- * receivers. */
+ * the item's references. Returns the payload length when it was delivered
+ * to anyone (what each receiver's queue grew by at most), else 0. */
 size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item);
 
 /* Drops the item's references without delivering (shutdown). */

@@ -22,12 +22,13 @@
 /* How long accepting pauses when the process is out of descriptors. */
 #define WORKER_ACCEPT_PAUSE_SECONDS 1
 
-/* What one pass of the loop delivers from the inbox at most (beyond its
- * first item): then sockets get written before more is queued, as when
- * deliveries happen as a publisher's frames are read. A whole inbox at
- * once would pile every queued message onto each receiver's output and
- * cut off readers that keep up as slow. */
-#define WORKER_PASS_BYTES ((size_t)64 * 1024)
+/* How much one pass of the loop delivers from the inbox at most, in
+ * payload bytes per receiver (beyond its first item): then sockets get
+ * written before more is queued, much as when deliveries happen as a
+ * publisher's frames are read (16 KiB a read). A whole inbox at once would
+ * pile every queued message onto each receiver's output and cut off
+ * readers that keep up as slow. */
+#define WORKER_PASS_BYTES ((size_t)16 * 1024)
 
 /* How long worker_call_all sleeps between looks at its calls' progress. */
 #define WORKER_CALL_POLL_NS 100000L

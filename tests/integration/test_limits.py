@@ -110,11 +110,12 @@ def test_slow_reader_is_dropped_and_others_get_everything(broker):
     reader = Reader(healthy)
     reader.start()
 
-    # Batches of 32 KiB, each sent once the healthy reader is within one
-    # batch of the end: it never lags more than 64 KiB, so its queue stays
-    # under the limit however the threads are scheduled.
+    # Batches of 24 KiB, each sent once the healthy reader is within one
+    # batch of the end: it never lags more than 48 KiB (frame headers
+    # included), so its queue stays under the limit however the threads
+    # (the test's and the broker's workers) are scheduled.
     body = b"p" * 1020
-    batch_size = 32
+    batch_size = 24
     sent = 0
     deadline = time.monotonic() + 30
     try:

@@ -248,6 +248,7 @@ def test_a_cut_off_reader_that_reads_again_gets_its_queue_then_1008(broker):
     try:
         while metric(b.port, DROPS) < 1 and publisher.sent < 20000:
             publisher.send(16)
+        publisher.send(16)            # after the cut: none of these reach it
         outcome = slow.outcomes(timeout=10)[0]
     finally:
         slow.close()

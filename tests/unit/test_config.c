@@ -121,6 +121,7 @@ static void test_defaults(void **state)
     assert_null(config->user);   /* privileges are kept */
     assert_int_equal(config->log_level, LOG_LEVEL_INFO);
     assert_int_equal(config->shutdown_timeout, 5);
+    assert_int_equal(config->workers, 0);   /* one worker per online CPU */
     config_release(config);
 }
 
@@ -269,6 +270,7 @@ static const struct integer_key integer_keys[] = {
     { "channels[0]", "history_ttl", "0", "31536000", "-1", "31536001",
       "between 0 and 31536000" },
     { NULL, "shutdown_timeout", "1", "3600", "0", "3601", "between 1 and 3600" },
+    { NULL, "workers", "0", "256", "-1", "257", "between 0 and 256" },
 };
 
 /* The key on line 3 inside its group, or on line 2 at the top level. In
