@@ -442,16 +442,16 @@ static void hub_unsubscribe_shared(struct hub *hub, struct hub_subscriber *subsc
     struct hub_channel *channel = subscriber->channel;
     struct shared_frame *frame = NULL;
     if (channel != NULL && channel->presence && subscriber->user != NULL &&
-        hub_member_remove(channel, subscriber->user)) {
+        hub_member_remove(channel, subscriber->user))
         frame = hub_presence_frame(channel, "leave", subscriber->user);
-        if (frame != NULL) {
-            channel->events++;
-            hub_post(hub, channel, NULL, frame, subscriber->id);
-        }
-    }
     if (channel != NULL) {
+        /* Unlinked first: its worker gets an item only for others there. */
         hub_unlink(channel, subscriber);
         hub->subscription_count--;
+        if (frame != NULL) {
+            channel->events++;
+            hub_post(hub, channel, NULL, frame, 0);
+        }
         hub_free_if_idle(hub, channel);
     }
     hub_unlock(hub);

@@ -3,6 +3,7 @@
  * channel lifetime (with epochs). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -325,6 +326,167 @@ static void test_many_channels_grow_the_table(void **state)
     hub_free(hub);
 }
 
+/* ---- a shared hub: deliveries are handed to workers' queues ---- */
+
+#define MAX_QUEUED 32
+
+struct queues {
+    struct hub_item items[2][MAX_QUEUED];
+    int count[2];
+    bool refuse;                      /* the post fails (out of memory) */
+};
+
+static bool queue_post(void *arg, unsigned worker, const struct hub_item *item)
+{
+    struct queues *queues = arg;
+    assert_true(worker < 2 && queues->count[worker] < MAX_QUEUED);
+    if (queues->refuse)
+        return false;
+    queues->items[worker][queues->count[worker]++] = *item;
+    return true;
+}
+
+/* Delivers worker's queue in order, as its thread would. */
+static void queue_drain(struct hub *hub, struct queues *queues, unsigned worker)
+{
+    for (int i = 0; i < queues->count[worker]; i++)
+        hub_deliver_item(hub, worker, &queues->items[worker][i]);
+    queues->count[worker] = 0;
+}
+
+static void shared_init(struct recorder *r, int id, const char *user, unsigned worker)
+{
+    recorder_init(r, id, user);
+    r->subscriber.worker = worker;
+}
+
+static void test_shared_hub_queues_one_item_per_worker_with_subscribers(void **state)
+{
+    (void)state;
+    struct queues queues = { 0 };
+    struct hub *hub = hub_new_shared(2, queue_post, &queues);
+    assert_non_null(hub);
+    assert_false(hub_is_direct(hub));
+    struct recorder r[3];
+    shared_init(&r[0], 0, NULL, 0);
+    shared_init(&r[1], 1, NULL, 1);
+    shared_init(&r[2], 2, NULL, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(hub_subscribe(hub, "c", &plain, &r[i].subscriber), 0);
+    /* Nothing is delivered at publish time; worker 1 gets one item for two. */
+    assert_int_equal(publish(hub, "c", &plain, &r[2].subscriber, 0), 2);
+    assert_int_equal(publish(hub, "c", &plain, NULL, 0), 3);
+    assert_int_equal(r[0].seen_count + r[1].seen_count + r[2].seen_count, 0);
+    assert_int_equal(queues.count[0], 2);
+    assert_int_equal(queues.count[1], 2);
+    queue_drain(hub, &queues, 1);
+    queue_drain(hub, &queues, 0);
+    assert_int_equal(r[0].seen_count, 2);
+    assert_int_equal(r[1].seen_count, 2);
+    assert_int_equal(r[2].seen_count, 1);          /* excepted from seq 1 */
+    assert_int_equal(r[2].seen[0], 2);
+    /* A channel with no subscribers on a worker hands that worker nothing. */
+    hub_unsubscribe(hub, &r[0].subscriber);
+    assert_int_equal(publish(hub, "c", &plain, NULL, 0), 2);
+    assert_int_equal(queues.count[0], 0);
+    assert_int_equal(queues.count[1], 1);
+    queue_drain(hub, &queues, 1);
+    hub_unsubscribe(hub, &r[1].subscriber);
+    hub_unsubscribe(hub, &r[2].subscriber);
+    hub_free(hub);
+}
+
+static void test_shared_hub_never_gives_a_message_twice_or_out_of_order(void **state)
+{
+    (void)state;
+    struct queues queues = { 0 };
+    struct hub *hub = hub_new_shared(2, queue_post, &queues);
+    struct recorder early;
+    struct recorder late;
+    shared_init(&early, 0, NULL, 0);
+    shared_init(&late, 1, NULL, 0);
+    assert_int_equal(hub_subscribe(hub, "h", &held, &early.subscriber), 0);
+    assert_int_equal(publish(hub, "h", &held, NULL, 0), 1);   /* seq 1, queued */
+    /* Subscribed with seq 1 still queued: the queue does not give it seq 1,
+     * its replay does, once. */
+    assert_int_equal(hub_subscribe(hub, "h", &held, &late.subscriber), 0);
+    hub_replay(hub, &late.subscriber, 0, 0);
+    assert_int_equal(late.seen_count, 1);
+    assert_int_equal(publish(hub, "h", &held, NULL, 0), 2);   /* seq 2 */
+    /* A replay ahead of the queue: seq 2 is not given again by it. */
+    hub_replay(hub, &late.subscriber, 1, 0);
+    queue_drain(hub, &queues, 0);
+    assert_int_equal(early.seen_count, 2);
+    assert_int_equal(early.seen[0], 1);
+    assert_int_equal(early.seen[1], 2);
+    assert_int_equal(late.seen_count, 2);
+    assert_int_equal(late.seen[0], 1);
+    assert_int_equal(late.seen[1], 2);
+    hub_unsubscribe(hub, &early.subscriber);
+    hub_unsubscribe(hub, &late.subscriber);
+    hub_free(hub);
+}
+
+static void test_shared_hub_presence_goes_through_the_queues(void **state)
+{
+    (void)state;
+    struct queues queues = { 0 };
+    struct hub *hub = hub_new_shared(2, queue_post, &queues);
+    struct recorder a;
+    struct recorder b;
+    shared_init(&a, 0, "ann", 0);
+    shared_init(&b, 1, "bob", 1);
+    assert_int_equal(hub_subscribe(hub, "p", &with_presence, &a.subscriber), 1);
+    hub_announce_join(hub, &a.subscriber);
+    queue_drain(hub, &queues, 0);
+    assert_int_equal(hub_subscribe(hub, "p", &with_presence, &b.subscriber), 1);
+    hub_announce_join(hub, &b.subscriber);
+    queue_drain(hub, &queues, 0);
+    queue_drain(hub, &queues, 1);
+    assert_int_equal(a.event_count, 2);
+    assert_string_equal(a.events[1], "{\"op\":\"join\",\"channel\":\"p\",\"user\":\"bob\"}");
+    assert_int_equal(b.event_count, 1);             /* its own join, not ann's */
+    /* The leaver gets its leave at once; the others through their worker. */
+    hub_unsubscribe(hub, &b.subscriber);
+    assert_int_equal(b.event_count, 2);
+    assert_string_equal(b.events[1], "{\"op\":\"leave\",\"channel\":\"p\",\"user\":\"bob\"}");
+    assert_int_equal(queues.count[1], 0);
+    queue_drain(hub, &queues, 0);
+    assert_int_equal(a.event_count, 3);
+    assert_string_equal(a.events[2], b.events[1]);
+    hub_unsubscribe(hub, &a.subscriber);
+    hub_free(hub);
+}
+
+static void test_shared_hub_keeps_a_channel_while_items_hold_it(void **state)
+{
+    (void)state;
+    struct queues queues = { 0 };
+    struct hub *hub = hub_new_shared(2, queue_post, &queues);
+    struct recorder r;
+    shared_init(&r, 0, NULL, 1);
+    assert_int_equal(hub_subscribe(hub, "gone", &plain, &r.subscriber), 0);
+    assert_int_equal(publish(hub, "gone", &plain, NULL, 0), 1);
+    char epoch[HUB_EPOCH_SIZE];
+    struct hub_channel_info info;
+    assert_true(hub_channel_info(hub, "gone", &info));
+    memcpy(epoch, info.epoch, sizeof(epoch));
+    hub_unsubscribe(hub, &r.subscriber);
+    /* Idle, but an item still points at it: same channel, same epoch. */
+    assert_true(hub_channel_info(hub, "gone", &info));
+    assert_string_equal(info.epoch, epoch);
+    queue_drain(hub, &queues, 1);                   /* nobody left to take it */
+    assert_int_equal(r.seen_count, 0);
+    assert_false(hub_channel_info(hub, "gone", &info));
+    /* A post that fails drops its references at once. */
+    queues.refuse = true;
+    assert_int_equal(hub_subscribe(hub, "gone", &plain, &r.subscriber), 0);
+    assert_int_equal(publish(hub, "gone", &plain, NULL, 0), 1);
+    hub_unsubscribe(hub, &r.subscriber);
+    assert_false(hub_channel_info(hub, "gone", &info));
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +499,10 @@ int main(void)
         cmocka_unit_test(test_presence_list_is_sorted),
         cmocka_unit_test(test_subscriber_may_leave_during_delivery),
         cmocka_unit_test(test_many_channels_grow_the_table),
+        cmocka_unit_test(test_shared_hub_queues_one_item_per_worker_with_subscribers),
+        cmocka_unit_test(test_shared_hub_never_gives_a_message_twice_or_out_of_order),
+        cmocka_unit_test(test_shared_hub_presence_goes_through_the_queues),
+        cmocka_unit_test(test_shared_hub_keeps_a_channel_while_items_hold_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
