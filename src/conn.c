@@ -92,6 +92,7 @@ struct conn {
     struct config *config;           /* retained: the config it started under */
     struct bufferevent *bev;
     struct event *timer;
+    struct event *resume;            /* reading paused while workers catch up */
     enum conn_state state;
     bool over_limit;                 /* accepted past max_connections */
     bool upgraded;                   /* was a WebSocket (for the close log) */
@@ -396,6 +397,8 @@ static void conn_free(struct conn *conn)
     frame_queue_clear(&conn->out);
     bufferevent_free(conn->bev);
     event_free(conn->timer);
+    if (conn->resume != NULL)
+        event_free(conn->resume);
     ws_decoder_release(&conn->decoder);
     deflate_inflater_free(conn->inflater);
     free(conn->path);
@@ -1648,6 +1651,39 @@ static void conn_read_frames(struct conn *conn)
 
 /* ------------------------------------------------------------ callbacks */
 
+#define CONN_RESUME_CHECK_US 1000
+
+static void conn_resume_cb(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct conn *conn = arg;
+    struct timeval delay = { 0, CONN_RESUME_CHECK_US };
+    if (conn->state != CONN_OPEN)
+        return;
+    if (worker_backlogged(conn->server)) {
+        evtimer_add(conn->resume, &delay);
+        return;
+    }
+    bufferevent_enable(conn->bev, EV_READ);
+    conn_read_cb(conn->bev, conn);   /* what was read before the pause */
+}
+
+/* With several workers, a publisher whose messages some worker cannot
+ * deliver as fast stops reading until that worker has caught up. */
+static void conn_pause_if_backlogged(struct conn *conn)
+{
+    if (conn->state != CONN_OPEN || hub_is_direct(conn->server->hub) ||
+        !worker_backlogged(conn->server))
+        return;
+    if (conn->resume == NULL)
+        conn->resume = evtimer_new(conn->worker->base, conn_resume_cb, conn);
+    struct timeval delay = { 0, CONN_RESUME_CHECK_US };
+    if (conn->resume == NULL || evtimer_add(conn->resume, &delay) != 0)
+        return;
+    bufferevent_disable(conn->bev, EV_READ);
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *conn = arg;
@@ -1668,6 +1704,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     /* Bytes after the request head may already be frames. */
     if (conn->state == CONN_OPEN || conn->state == CONN_CLOSING)
         conn_read_frames(conn);
+    conn_pause_if_backlogged(conn);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)

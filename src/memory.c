@@ -3,17 +3,17 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define MEMORY_FROM_SANITIZER 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define MEMORY_FROM_SANITIZER 1
 #endif
 #endif
 
 #if defined(MEMORY_FROM_SANITIZER)
-/* AddressSanitizer replaces the allocator, so glibc's figures stay empty;
- * its runtime exports this (declared here: gcc ships no header for it). */
+/* AddressSanitizer and ThreadSanitizer replace the allocator, so glibc's
+ * figures stay empty; their runtimes export this (declared here: gcc ships no header for it). */
 #include <stddef.h>
 size_t __sanitizer_get_current_allocated_bytes(void);
 #elif defined(HAVE_MALLINFO2)

@@ -30,6 +30,11 @@
  * readers that keep up as slow. */
 #define WORKER_PASS_BYTES ((size_t)16 * 1024)
 
+/* Deliveries queued for one worker beyond which publishers wait (payload
+ * bytes): a worker that falls behind must not let other workers' publishers
+ * queue messages for it without bound. */
+#define WORKER_BACKLOG_MAX ((uint64_t)4 * 1024 * 1024)
+
 /* How long worker_call_all sleeps between looks at its calls' progress. */
 #define WORKER_CALL_POLL_NS 100000L
 
@@ -496,9 +501,28 @@ static struct worker_entry *worker_take_calls(struct worker *worker)
     return calls;
 }
 
+/* What a delivery counts in a worker's backlog. */
+static uint64_t worker_entry_weight(const struct worker_entry *entry)
+{
+    if (entry->kind != WORKER_DELIVERY)
+        return 0;
+    return 64 + (entry->item.message != NULL ? entry->item.message->length
+                                             : entry->item.frame->length);
+}
+
+bool worker_backlogged(const struct server *server)
+{
+    for (unsigned i = 0; i < server->worker_count; i++) {
+        if (__atomic_load_n(&server->workers[i].backlog, __ATOMIC_RELAXED) > WORKER_BACKLOG_MAX)
+            return true;
+    }
+    return false;
+}
+
 /* Returns the bytes delivered. */
 static size_t worker_handle(struct worker *worker, struct worker_entry *entry)
 {
+    __atomic_sub_fetch(&worker->backlog, worker_entry_weight(entry), __ATOMIC_RELAXED);
     switch (entry->kind) {
     case WORKER_DELIVERY:
         return hub_deliver_item(worker->server->hub, worker->index, &entry->item);
@@ -569,6 +593,7 @@ static bool worker_push(struct worker *worker, const struct worker_entry *entry)
     if (ok) {
         wake = worker->inbox_count == 0 && worker->calls == NULL;
         worker->inbox[worker->inbox_count++] = *entry;
+        __atomic_add_fetch(&worker->backlog, worker_entry_weight(entry), __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&worker->inbox_lock);
     if (wake)

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -70,6 +71,7 @@ struct worker {
     size_t taken_count;             /* being worked through */
     size_t taken_next;
     bool stopped;                   /* under inbox_lock: its loop has ended */
+    uint64_t backlog;               /* atomic: weight of the deliveries queued */
 };
 
 /* Sets up worker number index of server: its event loop and its inbox.
@@ -108,6 +110,11 @@ void worker_post_shutdown(struct worker *worker);
  * it stops. call must not block. */
 void worker_call_all(struct worker *self, void (*call)(struct worker *worker, void *arg),
                      void *arg);
+
+/* True when some worker has more deliveries queued than it should: then
+ * publishers stop reading for a moment (conn.c), the backpressure a single
+ * thread gets for free by delivering as it reads. */
+bool worker_backlogged(const struct server *server);
 
 /* For conn.c: queue a closed connection to be freed on the next loop pass. */
 void worker_schedule_reap(struct worker *worker);
