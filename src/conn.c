@@ -851,6 +851,10 @@ static void conn_reject(struct conn *conn, const struct http_request *request, i
 
 static void conn_refuse_address(struct conn *conn, const struct http_request *request)
 {
+    /* Its place under max_connections is given back at once: a flood from
+     * one address must not fill the limit even while its refusals are
+     * being written, which takes longer with workers refusing in parallel. */
+    conn_uncount(conn);
     conn_reject_counted(conn, request, 503, "too many connections from this address",
                         "Retry-After: 1\r\n", STATS_REJECT_ADDRESS_LIMIT);
 }
