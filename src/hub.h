@@ -119,10 +119,12 @@ void hub_unsubscribe(struct hub *hub, struct hub_subscriber *subscriber);
 
 /* Publishes message on message->channel: sets its seq and published_at
  * (now, monotonic milliseconds, like every now below), keeps it in the history ring, and delivers it to
- * every subscriber except except (may be NULL), in subscription order.
+ * every subscriber except except (may be NULL), in subscription order
+ * (a shared hub hands it to the workers instead, see above). Envelope
+ * encodings built with a seq other than the one it gets are dropped.
  * rule is used when the channel has to be created. When epoch is not NULL
- * the channel's epoch is copied there. Returns the number of deliveries, or
- * -1 when out of memory (nothing was delivered). */
+ * the channel's epoch is copied there. Returns the number of deliveries
+ * (made or handed on), or -1 when out of memory (nothing was delivered). */
 long hub_publish(struct hub *hub, struct message *message, const struct channel_rule *rule,
                  const struct hub_subscriber *except, int64_t now, char *epoch);
 
