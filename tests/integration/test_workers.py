@@ -63,6 +63,19 @@ def one_per_worker(b, connect):
     return [found[w] for w in range(WORKERS)]
 
 
+def connect_when_free(port, timeout=5.0):
+    """ws_connect, repeated while the broker still counts a connection
+    just closed against max_connections (it is freed a loop pass later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ws_connect(port, "/echo")
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def metrics(port):
     """Samples of /metrics as {(name, labels): value}."""
     response = http_request(port, "/metrics")
@@ -213,7 +226,16 @@ def test_max_connections_counts_every_worker(broker):
     b = start(broker, limits={"max_connections": 6})
     clients = Clients()
     try:
-        held = [clients.add(ws_connect(b.port, "/echo")) for _ in range(6)]
+        # The kernel picks the worker, so six connections may all land on
+        # one; then one is traded for another until both workers hold some.
+        held = []
+        for _ in range(MAX_TRIES):
+            held.append(clients.add(connect_when_free(b.port)))
+            if len(held) < 6:
+                continue
+            if {worker_of(b, ws) for ws in held} == set(range(WORKERS)):
+                break
+            held.pop().close()
         assert {worker_of(b, ws) for ws in held} == set(range(WORKERS))
         for _ in range(4):                 # whichever worker takes it
             response = upgrade(b.port, "/echo")
