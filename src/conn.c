@@ -17,6 +17,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <openssl/ssl.h>
 
 #include "addrcount.h"
@@ -79,6 +80,21 @@ struct conn_flush {
     struct conn *list;
 };
 
+/* Plain connections also read for themselves once the WebSocket is open:
+ * their bufferevent is freed after the upgrade (its two buffers, two events
+ * and bookkeeping cost over 1 KiB per idle connection, and every read an
+ * FIONREAD ioctl). One read event per connection, embedded in it, reads
+ * into this buffer, shared by every connection of the loop, and the bytes
+ * go straight to a decoder. A connection between frames holds no decoder:
+ * it borrows the loop's spare one for each read, and keeps one of its own
+ * only while a frame or a fragmented message is incomplete. */
+#define CONN_READ_SIZE 16384
+
+struct conn_reader {
+    struct ws_decoder *spare;       /* an idle decoder, lent for one read */
+    uint8_t buffer[CONN_READ_SIZE];
+};
+
 #define CONN_PEER_SIZE (2 * INET6_ADDRSTRLEN + 24)
 #define CONN_TOKEN_MAX 8192
 #define CONN_USER_MAX 64
@@ -90,8 +106,9 @@ struct conn {
     struct server *server;
     struct worker *worker;           /* the thread it lives on */
     struct config *config;           /* retained: the config it started under */
-    struct bufferevent *bev;
-    struct event *timer;
+    struct bufferevent *bev;         /* NULL once a plain WebSocket reads itself */
+    struct event timer;
+    struct event read_event;         /* set up once bev is NULL */
     struct event *resume;            /* reading paused while workers catch up */
     enum conn_state state;
     bool over_limit;                 /* accepted past max_connections */
@@ -117,8 +134,7 @@ struct conn {
     long route_stats;                /* index in worker->stats.routes, or -1 */
     struct sockaddr_storage peer_address;     /* the socket's peer */
     struct sockaddr_storage client_address;   /* believed client (proxy.trusted) */
-    struct ws_decoder decoder;
-    uint64_t frames_seen;            /* decoder frame count at the last read */
+    struct ws_decoder *decoder;      /* only while a frame is incomplete */
     struct timespec last_frame_at;   /* keep-alive clock */
     struct timespec next_ping_at;
     bool direct;                     /* writes out itself (plain, upgraded) */
@@ -135,6 +151,8 @@ struct conn {
     ((struct conn *)((char *)(s) - offsetof(struct conn, subscriber)))
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_readable_cb(evutil_socket_t fd, short events, void *arg);
+static void conn_pause_if_backlogged(struct conn *conn);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short events, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short events, void *arg);
@@ -171,7 +189,7 @@ static bool conn_time_reached(struct timespec now, struct timespec deadline)
 static void conn_arm_timer_seconds(struct conn *conn, unsigned seconds)
 {
     struct timeval delay = { .tv_sec = (time_t)seconds, .tv_usec = 0 };
-    evtimer_add(conn->timer, &delay);
+    evtimer_add(&conn->timer, &delay);
 }
 
 static void conn_arm_timer_at(struct conn *conn, struct timespec deadline)
@@ -184,7 +202,7 @@ static void conn_arm_timer_at(struct conn *conn, struct timespec deadline)
         delay.tv_sec = (time_t)(ns / 1000000000LL);
         delay.tv_usec = (suseconds_t)((ns % 1000000000LL) / 1000);
     }
-    evtimer_add(conn->timer, &delay);
+    evtimer_add(&conn->timer, &delay);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -228,8 +246,10 @@ static void conn_unlink(struct conn *conn)
 static struct bufferevent *conn_new_bufferevent(struct worker *worker, evutil_socket_t fd,
                                                 struct tls_context *tls)
 {
+    /* A plain connection's socket outlives its bufferevent (conn_free
+     * closes it). */
     if (tls == NULL)
-        return bufferevent_socket_new(worker->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        return bufferevent_socket_new(worker->base, fd, 0);
     SSL *ssl = tls_context_new_ssl(tls);
     if (ssl == NULL)
         return NULL;
@@ -281,15 +301,10 @@ void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockadd
     conn->fd = fd;
     conn->bev = conn_new_bufferevent(worker, fd, tls);
     conn->tls = tls != NULL;
-    conn->timer = evtimer_new(worker->base, conn_timer_cb, conn);
-    if (conn->bev == NULL || conn->timer == NULL) {
+    evtimer_assign(&conn->timer, worker->base, conn_timer_cb, conn);
+    if (conn->bev == NULL) {
         log_error(&server->log, "out of memory accepting %s", conn->peer);
-        if (conn->bev != NULL)
-            bufferevent_free(conn->bev);
-        else
-            evutil_closesocket(fd);
-        if (conn->timer != NULL)
-            event_free(conn->timer);
+        evutil_closesocket(fd);
         config_release(conn->config);
         free(conn);
         return;
@@ -363,6 +378,21 @@ static void conn_log_close(struct conn *conn)
 
 /* Marks the connection dead and queues it for freeing; the socket is closed
  * on the reap pass, which runs before the loop waits again. */
+static void conn_stop_reading(struct conn *conn)
+{
+    if (conn->bev != NULL)
+        bufferevent_disable(conn->bev, EV_READ);
+    else
+        event_del(&conn->read_event);
+}
+
+static int conn_start_reading(struct conn *conn)
+{
+    if (conn->bev != NULL)
+        return bufferevent_enable(conn->bev, EV_READ);
+    return event_add(&conn->read_event, NULL);
+}
+
 static void conn_drop(struct conn *conn)
 {
     if (conn->state == CONN_DEAD)
@@ -375,8 +405,10 @@ static void conn_drop(struct conn *conn)
      * loop: unsubscribing here could unlink a receiver that a publish in
      * progress is about to visit. Until then a dead connection takes no
      * deliveries. */
-    bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
-    evtimer_del(conn->timer);
+    conn_stop_reading(conn);
+    if (conn->bev != NULL)
+        bufferevent_disable(conn->bev, EV_WRITE);
+    evtimer_del(&conn->timer);
     conn_flush_unlist(conn);
     if (conn->write_event != NULL)
         event_del(conn->write_event);
@@ -395,11 +427,19 @@ static void conn_free(struct conn *conn)
     if (conn->write_event != NULL)
         event_free(conn->write_event);
     frame_queue_clear(&conn->out);
-    bufferevent_free(conn->bev);
-    event_free(conn->timer);
+    if (conn->bev != NULL)
+        bufferevent_free(conn->bev);
+    else
+        event_del(&conn->read_event);
+    if (!conn->tls)
+        evutil_closesocket(conn->fd);
+    event_del(&conn->timer);
     if (conn->resume != NULL)
         event_free(conn->resume);
-    ws_decoder_release(&conn->decoder);
+    if (conn->decoder != NULL) {
+        ws_decoder_release(conn->decoder);
+        free(conn->decoder);
+    }
     deflate_inflater_free(conn->inflater);
     free(conn->path);
     free(conn->channel);
@@ -426,8 +466,8 @@ void conn_reap(struct worker *worker)
 static void conn_finish(struct conn *conn)
 {
     conn->state = CONN_FLUSHING;
-    bufferevent_disable(conn->bev, EV_READ);
-    evtimer_del(conn->timer);
+    conn_stop_reading(conn);
+    evtimer_del(&conn->timer);
     conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout + CONN_LINGER_SECONDS);
     if (conn_queued(conn) == 0)
         conn_linger(conn);
@@ -440,13 +480,14 @@ static void conn_linger(struct conn *conn)
     /* Everything is written: a TLS close_notify can go straight out. */
     if (conn->tls)
         (void)SSL_shutdown(bufferevent_openssl_get_ssl(conn->bev));
-    if (shutdown(bufferevent_getfd(conn->bev), SHUT_WR) != 0) {
+    if (shutdown(conn->fd, SHUT_WR) != 0) {
         conn_drop(conn);
         return;
     }
-    evtimer_del(conn->timer);
+    evtimer_del(&conn->timer);
     conn_arm_timer_seconds(conn, CONN_LINGER_SECONDS);
-    bufferevent_enable(conn->bev, EV_READ);
+    if (conn_start_reading(conn) != 0)
+        conn_drop(conn);
 }
 
 /* ------------------------------------------------------------- output */
@@ -483,8 +524,11 @@ static struct conn_flush *conn_flush_get(struct worker *worker)
     return worker->flush;
 }
 
+static void conn_reader_free(struct worker *worker);
+
 void conn_flush_free(struct worker *worker)
 {
+    conn_reader_free(worker);
     if (worker->flush == NULL)
         return;
     event_free(worker->flush->event);
@@ -588,7 +632,8 @@ static int conn_push_frame(struct conn *conn, struct shared_frame *frame)
 /* Bytes waiting to be written, whichever path holds them. */
 static size_t conn_queued(const struct conn *conn)
 {
-    return evbuffer_get_length(bufferevent_get_output(conn->bev)) + frame_queue_bytes(&conn->out);
+    size_t buffered = conn->bev != NULL ? evbuffer_get_length(bufferevent_get_output(conn->bev)) : 0;
+    return buffered + frame_queue_bytes(&conn->out);
 }
 
 /* Writes bytes, one frame or HTTP answer, that nobody else shares. */
@@ -647,7 +692,7 @@ static void conn_send_close_now(struct conn *conn, unsigned code, const char *re
     size_t length = wsframe_close_payload_build(payload, code, reason);
     size_t header_length = wsframe_header_build(frame, true, 0, WS_OP_CLOSE, length);
     memcpy(frame + header_length, payload, length);
-    (void)send(bufferevent_getfd(conn->bev), frame, header_length + length,
+    (void)send(conn->fd, frame, header_length + length,
                MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -1056,7 +1101,7 @@ static int conn_identify(struct conn *conn, const struct http_request *request, 
 static void conn_start_keepalive(struct conn *conn)
 {
     conn->last_frame_at = conn_now();
-    evtimer_del(conn->timer);
+    evtimer_del(&conn->timer);
     unsigned interval = conn->config->websocket.ping_interval;
     if (interval == 0)
         return;
@@ -1223,12 +1268,6 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
         conn_drop(conn);
         return;
     }
-    struct ws_decoder_options options = {
-        .max_message_size = ws->max_message_size,
-        .allowed_rsv = conn->deflate ? WSFRAME_RSV1 : 0,
-        .require_mask = true,
-    };
-    ws_decoder_init(&conn->decoder, &options);
     ratelimit_init(&conn->rate, conn->config->limits.burst, server_now());
     conn->state = CONN_OPEN;
     conn->upgraded = true;
@@ -1634,22 +1673,166 @@ static void conn_handle_event(struct conn *conn, const struct ws_event *event)
     }
 }
 
-static void conn_read_frames(struct conn *conn)
+static struct conn_reader *conn_reader_get(struct worker *worker)
+{
+    if (worker->reader == NULL)
+        worker->reader = calloc(1, sizeof(*worker->reader));
+    return worker->reader;
+}
+
+static void conn_reader_free(struct worker *worker)
+{
+    if (worker->reader == NULL)
+        return;
+    if (worker->reader->spare != NULL) {
+        ws_decoder_release(worker->reader->spare);
+        free(worker->reader->spare);
+    }
+    free(worker->reader);
+    worker->reader = NULL;
+}
+
+/* The decoder for this read: the connection's own when it holds part of a
+ * frame, else the loop's spare, started afresh. NULL when out of memory. */
+static struct ws_decoder *conn_decoder_take(struct conn *conn, struct conn_reader *reader)
+{
+    if (conn->decoder != NULL) {
+        struct ws_decoder *own = conn->decoder;
+        conn->decoder = NULL;
+        return own;
+    }
+    struct ws_decoder_options options = {
+        .max_message_size = conn->config->websocket.max_message_size,
+        .allowed_rsv = conn->deflate ? WSFRAME_RSV1 : 0,
+        .require_mask = true,
+    };
+    struct ws_decoder *decoder = reader->spare;
+    if (decoder != NULL) {
+        reader->spare = NULL;
+        ws_decoder_reuse(decoder, &options);
+        return decoder;
+    }
+    decoder = malloc(sizeof(*decoder));
+    if (decoder != NULL)
+        ws_decoder_init(decoder, &options);
+    return decoder;
+}
+
+/* After a read: a decoder holding part of a frame stays with the
+ * connection; an idle one (or one nobody reads for any more) goes back. */
+static void conn_decoder_put(struct conn *conn, struct conn_reader *reader,
+                             struct ws_decoder *decoder)
+{
+    bool reading = conn->state == CONN_OPEN || conn->state == CONN_CLOSING;
+    if (reading && !ws_decoder_idle(decoder)) {
+        conn->decoder = decoder;
+    } else if (reader->spare == NULL) {
+        reader->spare = decoder;
+    } else {
+        ws_decoder_release(decoder);
+        free(decoder);
+    }
+}
+
+/* Decodes bytes received on an open WebSocket and acts on every event,
+ * until the bytes are used up or the connection stops reading. */
+static void conn_read_frames(struct conn *conn, const uint8_t *data, size_t length)
+{
+    struct conn_reader *reader = conn_reader_get(conn->worker);
+    struct ws_decoder *decoder = reader != NULL ? conn_decoder_take(conn, reader) : NULL;
+    if (decoder == NULL) {
+        log_error(&conn->server->log, "out of memory reading from %s", conn->peer);
+        conn_drop(conn);
+        return;
+    }
+    uint64_t frames = ws_decoder_frames(decoder);
+    size_t at = 0;
+    while (at < length && (conn->state == CONN_OPEN || conn->state == CONN_CLOSING)) {
+        struct ws_event event;
+        size_t used = ws_decoder_feed(decoder, data + at, length - at, &event);
+        at += used;
+        conn_handle_event(conn, &event);
+        if (used == 0 && event.type == WS_EVENT_NONE)
+            break;
+    }
+    if (ws_decoder_frames(decoder) != frames)
+        conn->last_frame_at = conn_now();
+    conn_decoder_put(conn, reader, decoder);
+}
+
+/* Bytes a connection received, in whatever state it is. */
+static void conn_take_bytes(struct conn *conn, const uint8_t *data, size_t length)
+{
+    if (conn->state == CONN_OPEN || conn->state == CONN_CLOSING)
+        conn_read_frames(conn, data, length);
+    /* CONN_LINGER discards input until EOF; nothing else reads. */
+}
+
+/* A plain connection that has just been upgraded drops its bufferevent
+ * and reads with its own event; what the bufferevent read past the
+ * request head are frames already. */
+static void conn_leave_bufferevent(struct conn *conn)
+{
+    struct evbuffer *input = bufferevent_get_input(conn->bev);
+    size_t left = evbuffer_get_length(input);
+    if (left > 0) {
+        const uint8_t *bytes = evbuffer_pullup(input, -1);
+        if (bytes == NULL) {
+            conn_drop(conn);
+            return;
+        }
+        conn_take_bytes(conn, bytes, left);
+    }
+    if (conn->state == CONN_DEAD)
+        return;
+    /* Safe inside the bufferevent's own callback: libevent frees it once
+     * the callback returns. */
+    bufferevent_free(conn->bev);
+    conn->bev = NULL;
+    event_assign(&conn->read_event, conn->worker->base, conn->fd, EV_READ | EV_PERSIST,
+                 conn_readable_cb, conn);
+    if (conn->state != CONN_FLUSHING && conn_start_reading(conn) != 0)
+        conn_drop(conn);
+}
+
+/* Reads once per readiness, as much as the shared buffer holds: the loop
+ * comes back while there is more, so no connection starves the others. */
+static void conn_readable_cb(evutil_socket_t fd, short events, void *arg)
+{
+    (void)events;
+    struct conn *conn = arg;
+    struct conn_reader *reader = conn_reader_get(conn->worker);
+    if (reader == NULL) {
+        log_error(&conn->server->log, "out of memory reading from %s", conn->peer);
+        conn_drop(conn);
+        return;
+    }
+    ssize_t got = recv(fd, reader->buffer, sizeof(reader->buffer), 0);
+    if (got > 0) {
+        conn_take_bytes(conn, reader->buffer, (size_t)got);
+        conn_pause_if_backlogged(conn);
+        return;
+    }
+    if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        log_debug(&conn->server->log, "socket error %s: %s", conn->peer, strerror(errno));
+    }
+    conn_drop(conn);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+/* Frames read by the bufferevent (TLS connections). */
+static void conn_read_bufferevent(struct conn *conn)
 {
     struct evbuffer *input = bufferevent_get_input(conn->bev);
     while (conn->state == CONN_OPEN || conn->state == CONN_CLOSING) {
         struct evbuffer_iovec chunk;
         if (evbuffer_peek(input, -1, NULL, &chunk, 1) < 1 || chunk.iov_len == 0)
             break;
-        struct ws_event event;
-        size_t used = ws_decoder_feed(&conn->decoder, chunk.iov_base, chunk.iov_len, &event);
-        evbuffer_drain(input, used);
-        conn_handle_event(conn, &event);
-    }
-    uint64_t frames = ws_decoder_frames(&conn->decoder);
-    if (frames != conn->frames_seen) {
-        conn->frames_seen = frames;
-        conn->last_frame_at = conn_now();
+        conn_read_frames(conn, chunk.iov_base, chunk.iov_len);
+        evbuffer_drain(input, chunk.iov_len);
     }
 }
 
@@ -1669,8 +1852,12 @@ static void conn_resume_cb(evutil_socket_t fd, short events, void *arg)
         evtimer_add(conn->resume, &delay);
         return;
     }
-    bufferevent_enable(conn->bev, EV_READ);
-    conn_read_cb(conn->bev, conn);   /* what was read before the pause */
+    if (conn_start_reading(conn) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    if (conn->bev != NULL)
+        conn_read_cb(conn->bev, conn);   /* what was read before the pause */
 }
 
 /* With several workers, a publisher whose messages some worker cannot
@@ -1685,7 +1872,7 @@ static void conn_pause_if_backlogged(struct conn *conn)
     struct timeval delay = { 0, CONN_RESUME_CHECK_US };
     if (conn->resume == NULL || evtimer_add(conn->resume, &delay) != 0)
         return;
-    bufferevent_disable(conn->bev, EV_READ);
+    conn_stop_reading(conn);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
@@ -1706,8 +1893,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     /* Bytes after the request head may already be frames. */
-    if (conn->state == CONN_OPEN || conn->state == CONN_CLOSING)
-        conn_read_frames(conn);
+    if (conn->direct && conn->state != CONN_HTTP)
+        conn_leave_bufferevent(conn);
+    else if (conn->state == CONN_OPEN || conn->state == CONN_CLOSING)
+        conn_read_bufferevent(conn);
     conn_pause_if_backlogged(conn);
 }
 
@@ -1788,7 +1977,7 @@ void conn_close(struct conn *conn, unsigned code, const char *reason)
     if (conn->state == CONN_OPEN) {
         conn_write_close(conn, code, reason);
         conn->state = CONN_CLOSING;
-        evtimer_del(conn->timer);
+        evtimer_del(&conn->timer);
         conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout);
     } else if (conn->state == CONN_HTTP) {
         conn_drop(conn);
@@ -1821,6 +2010,16 @@ size_t conn_disconnect_user(struct worker *worker, const char *user, unsigned co
 #define CONN_LIBRARY_BYTES 1500
 #define CONN_TLS_BYTES 14000
 
+/* What a connection holds of input not yet acted on: the bufferevent's
+ * input, or its own decoder while a frame is incomplete. */
+static size_t conn_read_bytes(const struct conn *conn)
+{
+    size_t bytes = conn->bev != NULL ? evbuffer_get_length(bufferevent_get_input(conn->bev)) : 0;
+    if (conn->decoder != NULL)
+        bytes += sizeof(*conn->decoder) + conn->decoder->message_capacity;
+    return bytes;
+}
+
 static size_t conn_string_bytes(const char *text)
 {
     return text != NULL ? strlen(text) + 1 : 0;
@@ -1834,8 +2033,7 @@ void conn_memory_usage(const struct worker *worker, struct conn_memory *usage)
         usage->connection_bytes += sizeof(*conn) + CONN_LIBRARY_BYTES +
                                    frame_queue_footprint(&conn->out) +
                                    (conn->tls ? CONN_TLS_BYTES : 0) +
-                                   evbuffer_get_length(bufferevent_get_input(conn->bev)) +
-                                   conn->decoder.message_capacity +
+                                   conn_read_bytes(conn) +
                                    deflate_inflater_footprint(conn->inflater) +
                                    conn_string_bytes(conn->path) + conn_string_bytes(conn->channel) +
                                    conn_string_bytes(conn->user);

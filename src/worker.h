@@ -28,6 +28,7 @@ struct tls_context;
 struct worker_sniff;
 struct worker_entry;
 struct conn_flush;
+struct conn_reader;
 struct deflate_compressors;
 
 /* One bound socket. */
@@ -59,6 +60,7 @@ struct worker {
     struct stats stats;             /* this worker's counters */
     struct deflate_compressors *compressors;   /* this loop's permessage-deflate streams */
     struct conn_flush *flush;       /* connections to write this loop pass (conn.c) */
+    struct conn_reader *reader;     /* this loop's read buffer and spare decoder (conn.c) */
     pthread_t thread;
     bool started;
     /* inbox: filled by any thread, drained in order by this one */

@@ -222,6 +222,21 @@ void ws_decoder_release(struct ws_decoder *decoder)
     decoder->deliver_pending = false;
 }
 
+void ws_decoder_reuse(struct ws_decoder *decoder, const struct ws_decoder_options *options)
+{
+    uint8_t *message = decoder->message;
+    size_t capacity = decoder->message_capacity;
+    ws_decoder_init(decoder, options);
+    decoder->message = message;
+    decoder->message_capacity = capacity;
+}
+
+bool ws_decoder_idle(const struct ws_decoder *decoder)
+{
+    return !decoder->failed && decoder->in_header && decoder->header_have == 0 &&
+           !decoder->in_message;
+}
+
 uint64_t ws_decoder_frames(const struct ws_decoder *decoder)
 {
     return decoder->frames;

@@ -140,6 +140,15 @@ void ws_decoder_init(struct ws_decoder *decoder, const struct ws_decoder_options
 /* Frees the message buffer. The decoder may be initialised again. */
 void ws_decoder_release(struct ws_decoder *decoder);
 
+/* Starts the decoder afresh with options, as ws_decoder_init does, but
+ * keeps its message buffer for the next message: one decoder can serve
+ * many connections in turn while each is between frames. */
+void ws_decoder_reuse(struct ws_decoder *decoder, const struct ws_decoder_options *options);
+
+/* True when the decoder holds nothing of a frame or message: it sits at a
+ * frame boundary outside a fragmented message and has not failed. */
+bool ws_decoder_idle(const struct ws_decoder *decoder);
+
 /* Consumes bytes from data and stops after the first event. Returns how many
  * bytes were consumed (0..len) and fills *event. WS_EVENT_NONE means all len
  * bytes were consumed and more are needed. After WS_EVENT_ERROR the decoder

@@ -1330,6 +1330,76 @@ static void test_release_and_reinit(void **state)
     bytes_free(&b);
 }
 
+/* Idle only between frames outside a fragmented message: a partial
+ * header, a partial payload, an open fragmented message and a failure
+ * all hold state. */
+static void test_idle_only_between_frames(void **state)
+{
+    (void)state;
+    struct ws_decoder d;
+    struct bytes b = { 0 };
+    struct ws_event ev;
+    ws_decoder_init(&d, &server_options);
+    assert_true(ws_decoder_idle(&d));
+    put_text(&b, true, WS_OP_TEXT, "hello");
+    assert_int_equal(ws_decoder_feed(&d, b.data, 1, &ev), 1);
+    assert_false(ws_decoder_idle(&d));                  /* one header byte */
+    assert_int_equal(ws_decoder_feed(&d, b.data + 1, 7, &ev), 7);
+    assert_false(ws_decoder_idle(&d));                  /* header, part of the payload */
+    ws_decoder_feed(&d, b.data + 8, b.len - 8, &ev);
+    assert_int_equal(ev.type, WS_EVENT_MESSAGE);
+    assert_true(ws_decoder_idle(&d));
+    bytes_free(&b);
+
+    put_text(&b, false, WS_OP_TEXT, "first half");
+    feed_expect(&d, b.data, b.len, WS_EVENT_NONE);
+    assert_false(ws_decoder_idle(&d));                  /* a fragmented message is open */
+    bytes_free(&b);
+
+    put_text(&b, true, WS_OP_TEXT, "not a continuation");
+    ws_decoder_feed(&d, b.data, b.len, &ev);
+    assert_int_equal(ev.type, WS_EVENT_ERROR);
+    assert_false(ws_decoder_idle(&d));                  /* failed */
+    bytes_free(&b);
+    ws_decoder_release(&d);
+}
+
+/* A reused decoder starts afresh (options, failure, counters) and keeps
+ * its message buffer, which the next message goes into. */
+static void test_reuse_keeps_buffer(void **state)
+{
+    (void)state;
+    struct ws_decoder d;
+    struct bytes b = { 0 };
+    struct ws_event ev;
+    ws_decoder_init(&d, &lenient_options);
+    put_text(&b, true, WS_OP_TEXT, "a first message");
+    ws_decoder_feed(&d, b.data, b.len, &ev);
+    assert_int_equal(ev.type, WS_EVENT_MESSAGE);
+    const uint8_t *buffer = ev.data;
+    assert_int_equal(ws_decoder_frames(&d), 1);
+    bytes_free(&b);
+
+    ws_decoder_reuse(&d, &server_options);
+    assert_true(ws_decoder_idle(&d));
+    assert_int_equal(ws_decoder_frames(&d), 0);
+    put_text(&b, true, WS_OP_TEXT, "second");
+    ws_decoder_feed(&d, b.data, b.len, &ev);
+    assert_int_equal(ev.type, WS_EVENT_MESSAGE);
+    assert_ptr_equal(ev.data, buffer);
+    assert_memory_equal(ev.data, "second", 6);
+    bytes_free(&b);
+
+    /* The new options apply: an unmasked frame now fails. */
+    uint8_t unmasked[] = { 0x81, 0x01, 'x' };
+    ws_decoder_feed(&d, unmasked, sizeof(unmasked), &ev);
+    assert_int_equal(ev.type, WS_EVENT_ERROR);
+    assert_int_equal(ev.close_code, WS_CLOSE_PROTOCOL_ERROR);
+    ws_decoder_reuse(&d, &server_options);
+    assert_true(ws_decoder_idle(&d));
+    ws_decoder_release(&d);
+}
+
 /* ---- randomized streams ---- */
 
 struct owned_expect {
@@ -1461,6 +1531,8 @@ int main(void)
         cmocka_unit_test(test_big_buffer_freed_between_messages),
         cmocka_unit_test(test_buffer_never_beyond_limit),
         cmocka_unit_test(test_release_and_reinit),
+        cmocka_unit_test(test_idle_only_between_frames),
+        cmocka_unit_test(test_reuse_keeps_buffer),
         cmocka_unit_test(test_random_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
