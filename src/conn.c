@@ -99,6 +99,22 @@ struct conn_reader {
 #define CONN_TOKEN_MAX 8192
 #define CONN_USER_MAX 64
 
+/* An IPv4 or IPv6 socket address (only the family of anything else). */
+union conn_address {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* permessage-deflate, for the connections that negotiated it. */
+struct conn_deflate {
+    struct deflate_params params;
+    struct deflate_inflater *inflater;
+};
+
+/* Fields only some connections use live behind pointers (NULL when
+ * unused), so that an idle connection stays small; the log name is
+ * formatted from the addresses when a line is logged (CONN_PEER). */
 struct conn {
     struct conn *previous;           /* worker->connections list */
     struct conn *next;
@@ -110,41 +126,38 @@ struct conn {
     struct event timer;
     struct event read_event;         /* set up once bev is NULL */
     struct event *resume;            /* reading paused while workers catch up */
-    enum conn_state state;
-    bool over_limit;                 /* accepted past max_connections */
-    bool upgraded;                   /* was a WebSocket (for the close log) */
-    bool tls;                        /* the bufferevent speaks TLS */
-    bool counted;                    /* counts against max_connections */
-    bool address_counted;            /* counted in server->addresses */
-    bool over_address_limit;         /* over max_connections_per_ip */
-    struct addrcount_key address_key;
-    struct ratelimit rate;           /* messages_per_second */
-    bool deflate;                    /* permessage-deflate negotiated */
-    struct deflate_params deflate_params;
-    struct deflate_inflater *inflater;
-    unsigned close_code;             /* code sent or echoed, 1006 when none */
+    struct ws_decoder *decoder;      /* only while a frame is incomplete */
+    struct frame_queue out;          /* direct: frames not yet written */
+    struct conn *flush_previous;     /* flush list links */
+    struct conn *flush_next;
+    struct event *write_event;       /* direct: EV_WRITE once a write blocked */
     const struct route_config *route;
     char *path;                      /* request path, for logs */
     char *channel;                   /* broadcast channel */
     struct hub_subscriber subscriber;     /* broadcast subscription */
     struct pubsub_session *pubsub;        /* pubsub routes */
     char *user;                      /* identity: token sub, ?user= or generated */
-    struct auth_identity identity;   /* valid when has_identity */
-    bool has_identity;
-    long route_stats;                /* index in worker->stats.routes, or -1 */
-    struct sockaddr_storage peer_address;     /* the socket's peer */
-    struct sockaddr_storage client_address;   /* believed client (proxy.trusted) */
-    struct ws_decoder *decoder;      /* only while a frame is incomplete */
+    struct auth_identity *identity;  /* from a verified token */
+    struct conn_deflate *deflate;    /* permessage-deflate negotiated */
+    union conn_address *client;      /* believed client (proxy.trusted) when
+                                        not the peer itself */
+    struct ratelimit rate;           /* messages_per_second */
     struct timespec last_frame_at;   /* keep-alive clock */
     struct timespec next_ping_at;
-    bool direct;                     /* writes out itself (plain, upgraded) */
+    union conn_address peer_address; /* the socket's peer */
     evutil_socket_t fd;              /* the socket (bufferevent_getfd locks) */
+    int route_stats;                 /* index in worker->stats.routes, or -1 */
+    enum conn_state state;
+    uint16_t close_code;             /* code sent or echoed, 1006 when none */
+    struct addrcount_key address_key;
+    bool over_limit;                 /* accepted past max_connections */
+    bool upgraded;                   /* was a WebSocket (for the close log) */
+    bool tls;                        /* the bufferevent speaks TLS */
+    bool counted;                    /* counts against max_connections */
+    bool address_counted;            /* counted in server->addresses */
+    bool over_address_limit;         /* over max_connections_per_ip */
+    bool direct;                     /* writes out itself (plain, upgraded) */
     bool flush_listed;               /* on the server's flush list */
-    struct frame_queue out;          /* direct: frames not yet written */
-    struct conn *flush_previous;     /* flush list links */
-    struct conn *flush_next;
-    struct event *write_event;       /* direct: EV_WRITE once a write blocked */
-    char peer[CONN_PEER_SIZE];
 };
 
 #define CONN_FROM_SUBSCRIBER(s) \
@@ -164,6 +177,7 @@ static void conn_deliver_event(struct hub_subscriber *subscriber, struct shared_
 static void conn_drop(struct conn *conn);
 static void conn_refuse_address(struct conn *conn, const struct http_request *request);
 static void conn_count_address(struct conn *conn, const struct sockaddr *address);
+static const struct sockaddr *conn_client_address(const struct conn *conn);
 
 /* ---------------------------------------------------------------- time */
 
@@ -222,6 +236,29 @@ static void conn_format_peer(const struct sockaddr *address, char *out, size_t s
         snprintf(out, size, "unix");
     }
 }
+
+/* The connection's name in logs: its peer, or "client via peer" behind
+ * a trusted proxy. out has CONN_PEER_SIZE bytes. */
+static const char *conn_peer_name(const struct conn *conn, char *out)
+{
+    if (conn->client == NULL) {
+        conn_format_peer(&conn->peer_address.sa, out, CONN_PEER_SIZE);
+        return out;
+    }
+    char peer[INET6_ADDRSTRLEN + 8];  /* [address]:port */
+    char host[INET6_ADDRSTRLEN] = "?";
+    const union conn_address *client = conn->client;
+    const void *bytes = client->sa.sa_family == AF_INET ? (const void *)&client->in.sin_addr
+                                                        : (const void *)&client->in6.sin6_addr;
+    inet_ntop(client->sa.sa_family, bytes, host, sizeof(host));
+    conn_format_peer(&conn->peer_address.sa, peer, sizeof(peer));
+    /* A cut log name is harmless; the address itself is kept whole. */
+    snprintf(out, CONN_PEER_SIZE, "%s via %s", host, peer);
+    return out;
+}
+
+/* The name for one log line (the buffer lives to the end of the block). */
+#define CONN_PEER(conn) conn_peer_name((conn), (char[CONN_PEER_SIZE]){ 0 })
 
 static void conn_link(struct conn *conn)
 {
@@ -293,17 +330,15 @@ void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockadd
     conn->subscriber.deliver = conn_deliver;
     conn->subscriber.deliver_event = conn_deliver_event;
     conn->route_stats = -1;
-    if ((size_t)address_length <= sizeof(conn->peer_address)) {
-        memcpy(&conn->peer_address, address, (size_t)address_length);
-        memcpy(&conn->client_address, address, (size_t)address_length);
-    }
-    conn_format_peer(address, conn->peer, sizeof(conn->peer));
+    size_t kept = (size_t)address_length < sizeof(conn->peer_address) ? (size_t)address_length
+                                                                       : sizeof(conn->peer_address);
+    memcpy(&conn->peer_address, address, kept);
     conn->fd = fd;
     conn->bev = conn_new_bufferevent(worker, fd, tls);
     conn->tls = tls != NULL;
     evtimer_assign(&conn->timer, worker->base, conn_timer_cb, conn);
     if (conn->bev == NULL) {
-        log_error(&server->log, "out of memory accepting %s", conn->peer);
+        log_error(&server->log, "out of memory accepting %s", CONN_PEER(conn));
         evutil_closesocket(fd);
         config_release(conn->config);
         free(conn);
@@ -324,7 +359,7 @@ void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockadd
      * TLS listener spent looking at the first bytes. */
     struct timespec start = accepted_at != NULL ? *accepted_at : conn_now();
     conn_arm_timer_at(conn, conn_time_add(start, conn->config->websocket.handshake_timeout));
-    log_debug(&server->log, "accept %s worker %u", conn->peer, worker->index);
+    log_debug(&server->log, "accept %s worker %u", CONN_PEER(conn), worker->index);
     /* A trusted proxy carries many clients: its connections are counted
      * by the address it forwards, once the request head says which. */
     if (proxy_peer_trusted(address, &conn->config->proxy))
@@ -370,10 +405,10 @@ static void conn_uncount(struct conn *conn)
 static void conn_log_close(struct conn *conn)
 {
     if (conn->upgraded)
-        log_info(&conn->server->log, "close %s %s code=%u", conn->peer,
+        log_info(&conn->server->log, "close %s %s code=%u", CONN_PEER(conn),
                  conn->path != NULL ? conn->path : "-", conn->close_code);
     else
-        log_debug(&conn->server->log, "disconnect %s", conn->peer);
+        log_debug(&conn->server->log, "disconnect %s", CONN_PEER(conn));
 }
 
 /* Marks the connection dead and queues it for freeing; the socket is closed
@@ -440,12 +475,18 @@ static void conn_free(struct conn *conn)
         ws_decoder_release(conn->decoder);
         free(conn->decoder);
     }
-    deflate_inflater_free(conn->inflater);
+    if (conn->deflate != NULL) {
+        deflate_inflater_free(conn->deflate->inflater);
+        free(conn->deflate);
+    }
+    free(conn->client);
     free(conn->path);
     free(conn->channel);
     free(conn->user);
-    if (conn->has_identity)
-        auth_identity_clear(&conn->identity);
+    if (conn->identity != NULL) {
+        auth_identity_clear(conn->identity);
+        free(conn->identity);
+    }
     config_release(conn->config);
     conn_uncount(conn);
     free(conn);
@@ -611,7 +652,7 @@ static void conn_flush_one(struct conn *conn)
             conn_drop(conn);
         break;
     case FRAME_QUEUE_ERROR:
-        log_debug(&conn->server->log, "socket error %s: %s", conn->peer,
+        log_debug(&conn->server->log, "socket error %s: %s", CONN_PEER(conn),
                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         conn_drop(conn);
         break;
@@ -622,7 +663,7 @@ static void conn_flush_one(struct conn *conn)
 static int conn_push_frame(struct conn *conn, struct shared_frame *frame)
 {
     if (frame_queue_push(&conn->out, frame) != 0 || conn_flush_later(conn) != 0) {
-        log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
+        log_error(&conn->server->log, "out of memory queueing to %s", CONN_PEER(conn));
         conn_drop(conn);
         return -1;
     }
@@ -643,7 +684,7 @@ static void conn_write_bytes(struct conn *conn, const uint8_t *header, size_t he
     if (conn->direct) {
         struct shared_frame *frame = shared_frame_new(header_length + length);
         if (frame == NULL) {
-            log_error(&conn->server->log, "out of memory writing to %s", conn->peer);
+            log_error(&conn->server->log, "out of memory writing to %s", CONN_PEER(conn));
             conn_drop(conn);
             return;
         }
@@ -657,7 +698,7 @@ static void conn_write_bytes(struct conn *conn, const uint8_t *header, size_t he
     struct evbuffer *output = bufferevent_get_output(conn->bev);
     if (evbuffer_add(output, header, header_length) != 0 ||
         (length > 0 && evbuffer_add(output, payload, length) != 0)) {
-        log_error(&conn->server->log, "out of memory writing to %s", conn->peer);
+        log_error(&conn->server->log, "out of memory writing to %s", CONN_PEER(conn));
         conn_drop(conn);
     }
 }
@@ -718,7 +759,7 @@ static bool conn_check_queue(struct conn *conn, size_t just_added)
         queued <= just_added + WSFRAME_MAX_HEADER)
         return true;
     log_warn(&conn->server->log, "slow reader %s %s: %zu bytes queued, closing 1008",
-             conn->peer, conn->path, queued);
+             CONN_PEER(conn), conn->path, queued);
     conn->worker->stats.slow_reader_drops++;
     /* It gets no more messages. The close frame goes after what is queued,
      * the only place it can go: a reader that is slow but alive learns why
@@ -760,7 +801,7 @@ static void conn_send_frame(void *owner, struct shared_frame *frame)
     }
     struct evbuffer *output = bufferevent_get_output(conn->bev);
     if (conn_queue_frame(output, frame) != 0) {
-        log_error(&conn->server->log, "out of memory queueing to %s", conn->peer);
+        log_error(&conn->server->log, "out of memory queueing to %s", CONN_PEER(conn));
         conn_drop(conn);
         return;
     }
@@ -776,7 +817,7 @@ static struct shared_frame *conn_message_frame(struct conn *conn, struct message
     if (conn->deflate && message->length >= options->min_size) {
         struct shared_frame *frame = message_deflated_frame(
             message, envelope, conn->worker->compressors, options,
-            conn->deflate_params.server_max_window_bits);
+            conn->deflate->params.server_max_window_bits);
         if (frame != NULL)
             return frame;
     }
@@ -879,7 +920,7 @@ static void conn_reject_counted(struct conn *conn, const struct http_request *re
     const char *query_mark = request != NULL && memchr(request->target, '?', request->target_length)
                                  ? "?..."
                                  : "";
-    log_info(&conn->server->log, "reject %s \"%.*s %s%s\" %d: %s", conn->peer, method_length,
+    log_info(&conn->server->log, "reject %s \"%.*s %s%s\" %d: %s", CONN_PEER(conn), method_length,
              request != NULL ? request->method : "-", path, query_mark, status, reason);
     conn_count_reject(conn, request, counted_as);
     char body[256];
@@ -972,7 +1013,7 @@ static void conn_serve_file(struct conn *conn, const struct http_request *reques
         return;
     }
     conn->worker->stats.http_requests++;
-    log_debug(&conn->server->log, "static %s \"%.*s %s\" 200", conn->peer,
+    log_debug(&conn->server->log, "static %s \"%.*s %s\" 200", CONN_PEER(conn),
               (int)request->method_length, request->method, conn->path);
     conn_finish(conn);
 }
@@ -1081,15 +1122,21 @@ static int conn_identify(struct conn *conn, const struct http_request *request, 
         *reason = "invalid user name";
         return conn_name_from_query(conn, query, query_length);
     }
-    int verified = auth_verify(auth->verifier, token, time(NULL), &conn->identity, reason);
+    struct auth_identity identity;
+    int verified = auth_verify(auth->verifier, token, time(NULL), &identity, reason);
     free(token);
     if (verified != 0)
         return 401;
-    conn->has_identity = true;
-    conn->user = strdup(conn->identity.user);
+    conn->identity = malloc(sizeof(*conn->identity));
+    if (conn->identity == NULL) {
+        auth_identity_clear(&identity);
+        return 500;
+    }
+    *conn->identity = identity;
+    conn->user = strdup(identity.user);
     if (conn->user == NULL)
         return 500;
-    if (channel != NULL && !auth_identity_allows(&conn->identity, channel)) {
+    if (channel != NULL && !auth_identity_allows(conn->identity, channel)) {
         *reason = "the token does not allow this channel";
         return 403;
     }
@@ -1119,7 +1166,7 @@ static int conn_subscribe(struct conn *conn, const char *channel)
             .worker = conn->worker,
             .config = conn->config,
             .user = conn->user,
-            .identity = conn->has_identity ? &conn->identity : NULL,
+            .identity = conn->identity,
             .echo_self = conn->route->echo_self,
             .send = conn_send_frame,
             .send_message = conn_send_envelope,
@@ -1177,7 +1224,7 @@ static const char *conn_request_scheme(const struct conn *conn, const struct htt
         return "https";
     const struct http_header *proto = http_request_header(request, "X-Forwarded-Proto");
     if (proto != NULL &&
-        proxy_peer_trusted((const struct sockaddr *)&conn->peer_address, &conn->config->proxy) &&
+        proxy_peer_trusted(&conn->peer_address.sa, &conn->config->proxy) &&
         http_equal_nocase(proto->value, proto->value_length, "https", 5))
         return "https";
     return "http";
@@ -1190,11 +1237,15 @@ static int conn_negotiate_deflate(struct conn *conn, const struct http_request *
                                   char *response, size_t size, int *length)
 {
     char extension[DEFLATE_RESPONSE_SIZE];
-    if (!deflate_negotiate(request, &conn->config->websocket.compression, &conn->deflate_params,
-                           extension))
+    struct deflate_params params;
+    if (!deflate_negotiate(request, &conn->config->websocket.compression, &params, extension))
         return 0;
-    conn->inflater = deflate_inflater_new(&conn->deflate_params);
-    if (conn->inflater == NULL)
+    conn->deflate = calloc(1, sizeof(*conn->deflate));
+    if (conn->deflate == NULL)
+        return -1;
+    conn->deflate->params = params;
+    conn->deflate->inflater = deflate_inflater_new(&params);
+    if (conn->deflate->inflater == NULL)
         return -1;
     size_t head = (size_t)*length - 2;   /* drop the final blank line */
     int added = snprintf(response + head, size - head, "Sec-WebSocket-Extensions: %s\r\n\r\n",
@@ -1202,7 +1253,6 @@ static int conn_negotiate_deflate(struct conn *conn, const struct http_request *
     if (added < 0 || (size_t)added >= size - head)
         return -1;
     *length = (int)(head + (size_t)added);
-    conn->deflate = true;
     return 0;
 }
 
@@ -1252,7 +1302,7 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
         length = -1;
     int joined = length < 0 ? -1 : conn_subscribe(conn, channel);
     if (joined < 0) {
-        log_error(&conn->server->log, "cannot set up %s %s", conn->peer, conn->path);
+        log_error(&conn->server->log, "cannot set up %s %s", CONN_PEER(conn), conn->path);
         conn_reject(conn, request, 500, "internal error", NULL);
         return;
     }
@@ -1272,7 +1322,7 @@ static void conn_upgrade(struct conn *conn, const struct http_request *request,
     conn->state = CONN_OPEN;
     conn->upgraded = true;
     conn_count_open(conn);
-    log_info(&conn->server->log, "open %s %s user=%s", conn->peer, conn->path, conn->user);
+    log_info(&conn->server->log, "open %s %s user=%s", CONN_PEER(conn), conn->path, conn->user);
     conn_replay_from_query(conn, query, query_length);
     if (joined == 1)
         hub_announce_join(conn->server->hub, &conn->subscriber);
@@ -1295,7 +1345,7 @@ static void conn_respond_api(struct conn *conn, const struct http_request *reque
         conn_drop(conn);
         return;
     }
-    log_debug(&conn->server->log, "api %s \"%.*s %s\" %d", conn->peer,
+    log_debug(&conn->server->log, "api %s \"%.*s %s\" %d", CONN_PEER(conn),
               (int)request->method_length, request->method, conn->path, response->status);
     conn->worker->stats.http_requests++;
     conn_finish(conn);
@@ -1308,7 +1358,7 @@ static void conn_api_error(struct conn *conn, const struct http_request *request
 {
     struct api_response response;
     api_refuse(&response, status, text);
-    log_info(&conn->server->log, "reject %s \"%.*s %s\" %d: %s", conn->peer,
+    log_info(&conn->server->log, "reject %s \"%.*s %s\" %d: %s", CONN_PEER(conn),
              (int)request->method_length, request->method, conn->path, status, text);
     conn_respond_api(conn, request, &response);
     free(response.body);
@@ -1385,7 +1435,7 @@ static bool conn_handle_api(struct conn *conn, const struct http_request *reques
                     ? data + head_length
                     : NULL,
         .body_length = (size_t)body_length,
-        .peer = (const struct sockaddr *)&conn->client_address,
+        .peer = conn_client_address(conn),
     };
     struct api_response response;
     api_handle(conn->worker, conn->config, &api, &response);
@@ -1414,20 +1464,23 @@ static bool conn_copy_path(struct conn *conn, const struct http_request *request
  * logs then name both. */
 static void conn_resolve_client(struct conn *conn, const struct http_request *request)
 {
-    if (!proxy_client_address(request, (const struct sockaddr *)&conn->peer_address,
-                              &conn->config->proxy, &conn->client_address))
+    struct sockaddr_storage client;
+    if (!proxy_client_address(request, &conn->peer_address.sa, &conn->config->proxy, &client) ||
+        (client.ss_family != AF_INET && client.ss_family != AF_INET6))
         return;
-    char client[CONN_PEER_SIZE];
-    char host[INET6_ADDRSTRLEN] = "?";
-    const void *bytes = conn->client_address.ss_family == AF_INET
-                            ? (const void *)&((struct sockaddr_in *)&conn->client_address)->sin_addr
-                            : (const void *)&((struct sockaddr_in6 *)&conn->client_address)->sin6_addr;
-    conn_count_address(conn, (const struct sockaddr *)&conn->client_address);
-    inet_ntop(conn->client_address.ss_family, bytes, host, sizeof(host));
-    /* A cut log name is harmless; the address itself is kept whole. */
-    if (snprintf(client, sizeof(client), "%s via %s", host, conn->peer) < 0)
-        return;
-    memcpy(conn->peer, client, sizeof(conn->peer));
+    if (conn->client == NULL)
+        conn->client = malloc(sizeof(*conn->client));
+    if (conn->client == NULL)
+        return;   /* counted and logged as the proxy: harmless */
+    memcpy(conn->client, &client, client.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                              : sizeof(struct sockaddr_in6));
+    conn_count_address(conn, &conn->client->sa);
+}
+
+/* The address the client is believed to have. */
+static const struct sockaddr *conn_client_address(const struct conn *conn)
+{
+    return conn->client != NULL ? &conn->client->sa : &conn->peer_address.sa;
 }
 
 /* Returns false when the request is not complete yet (its body is still
@@ -1504,7 +1557,7 @@ static void conn_read_http(struct conn *conn)
 
 static void conn_fail(struct conn *conn, unsigned code, const char *reason)
 {
-    log_info(&conn->server->log, "fail %s %s: %s, closing %u", conn->peer, conn->path, reason,
+    log_info(&conn->server->log, "fail %s %s: %s, closing %u", CONN_PEER(conn), conn->path, reason,
              code);
     conn_write_close(conn, code, reason);
     conn_finish(conn);
@@ -1519,7 +1572,7 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
     size_t compressed_length = 0;
     if (!conn->deflate || event->length < options->min_size ||
         deflate_compressors_compress(conn->worker->compressors, options,
-                                     conn->deflate_params.server_max_window_bits, event->data,
+                                     conn->deflate->params.server_max_window_bits, event->data,
                                      event->length, &compressed,
                                      &compressed_length) != DEFLATE_OK) {
         conn_write_frame(conn, event->opcode, event->data, event->length);
@@ -1538,14 +1591,14 @@ static void conn_echo(struct conn *conn, const struct ws_event *event)
 static void conn_broadcast(struct conn *conn, const struct ws_event *event)
 {
     const struct channel_rule *rule = config_channel_rule(conn->config, conn->channel);
-    if (!pubsub_publish_allowed(rule, conn->has_identity ? &conn->identity : NULL, true)) {
-        log_debug(&conn->server->log, "publish forbidden %s %s", conn->peer, conn->channel);
+    if (!pubsub_publish_allowed(rule, conn->identity, true)) {
+        log_debug(&conn->server->log, "publish forbidden %s %s", CONN_PEER(conn), conn->channel);
         conn_fail(conn, WS_CLOSE_POLICY, "publish not allowed");
         return;
     }
     if (server_over_memory(conn->server, conn->config)) {
         conn->worker->stats.memory_refusals++;
-        log_warn(&conn->server->log, "memory limit reached: closing %s %s 1013", conn->peer,
+        log_warn(&conn->server->log, "memory limit reached: closing %s %s 1013", CONN_PEER(conn),
                  conn->path);
         conn_fail(conn, WS_CLOSE_TRY_AGAIN_LATER, "memory limit reached");
         return;
@@ -1569,7 +1622,7 @@ static void conn_broadcast(struct conn *conn, const struct ws_event *event)
 static bool conn_inflate(struct conn *conn, struct ws_event *event, uint8_t **buffer)
 {
     size_t length = 0;
-    int result = deflate_inflate(conn->inflater, event->data, event->length,
+    int result = deflate_inflate(conn->deflate->inflater, event->data, event->length,
                                  conn->config->websocket.max_message_size, buffer, &length);
     if (result == DEFLATE_TOO_BIG) {
         conn_fail(conn, WS_CLOSE_TOO_BIG, "message too big");
@@ -1642,7 +1695,7 @@ static bool conn_within_rate(struct conn *conn)
         ratelimit_take(&conn->rate, limits->messages_per_second, limits->burst, server_now()))
         return true;
     conn->worker->stats.rate_limited++;
-    log_warn(&conn->server->log, "rate limit %s %s: over %u messages per second", conn->peer,
+    log_warn(&conn->server->log, "rate limit %s %s: over %u messages per second", CONN_PEER(conn),
              conn->path, limits->messages_per_second);
     conn_fail(conn, WS_CLOSE_POLICY, "message rate exceeded");
     return false;
@@ -1741,7 +1794,7 @@ static void conn_read_frames(struct conn *conn, const uint8_t *data, size_t leng
     struct conn_reader *reader = conn_reader_get(conn->worker);
     struct ws_decoder *decoder = reader != NULL ? conn_decoder_take(conn, reader) : NULL;
     if (decoder == NULL) {
-        log_error(&conn->server->log, "out of memory reading from %s", conn->peer);
+        log_error(&conn->server->log, "out of memory reading from %s", CONN_PEER(conn));
         conn_drop(conn);
         return;
     }
@@ -1803,7 +1856,7 @@ static void conn_readable_cb(evutil_socket_t fd, short events, void *arg)
     struct conn *conn = arg;
     struct conn_reader *reader = conn_reader_get(conn->worker);
     if (reader == NULL) {
-        log_error(&conn->server->log, "out of memory reading from %s", conn->peer);
+        log_error(&conn->server->log, "out of memory reading from %s", CONN_PEER(conn));
         conn_drop(conn);
         return;
     }
@@ -1816,7 +1869,7 @@ static void conn_readable_cb(evutil_socket_t fd, short events, void *arg)
     if (got < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
-        log_debug(&conn->server->log, "socket error %s: %s", conn->peer, strerror(errno));
+        log_debug(&conn->server->log, "socket error %s: %s", CONN_PEER(conn), strerror(errno));
     }
     conn_drop(conn);
 }
@@ -1913,7 +1966,7 @@ static void conn_event_cb(struct bufferevent *bev, short events, void *arg)
     struct conn *conn = arg;
     if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (events & BEV_EVENT_ERROR)
-            log_debug(&conn->server->log, "socket error %s: %s", conn->peer,
+            log_debug(&conn->server->log, "socket error %s: %s", CONN_PEER(conn),
                       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         conn_drop(conn);
     }
@@ -1926,7 +1979,7 @@ static void conn_keepalive_tick(struct conn *conn)
     struct timespec deadline = conn_time_add(conn->last_frame_at, ws->ping_timeout);
     if (conn_time_reached(now, deadline)) {
         log_info(&conn->server->log, "ping timeout %s %s: nothing received for %u s",
-                 conn->peer, conn->path, ws->ping_timeout);
+                 CONN_PEER(conn), conn->path, ws->ping_timeout);
         conn_send_close_now(conn, WS_CLOSE_GOING_AWAY, "ping timeout");
         conn_drop(conn);
         return;
@@ -1946,7 +1999,7 @@ static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
     struct conn *conn = arg;
     switch (conn->state) {
     case CONN_HTTP:
-        log_info(&conn->server->log, "handshake timeout %s", conn->peer);
+        log_info(&conn->server->log, "handshake timeout %s", CONN_PEER(conn));
         conn->worker->stats.rejected[STATS_REJECT_TIMEOUT]++;
         if (conn->tls && !SSL_is_init_finished(bufferevent_openssl_get_ssl(conn->bev))) {
             conn_drop(conn);   /* no TLS session to carry a 408 */
@@ -1958,7 +2011,7 @@ static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
         conn_keepalive_tick(conn);
         break;
     case CONN_CLOSING:
-        log_info(&conn->server->log, "close timeout %s %s", conn->peer, conn->path);
+        log_info(&conn->server->log, "close timeout %s %s", CONN_PEER(conn), conn->path);
         conn_drop(conn);
         break;
     case CONN_FLUSHING:
@@ -2003,11 +2056,14 @@ size_t conn_disconnect_user(struct worker *worker, const char *user, unsigned co
     return count;
 }
 
-/* What libevent allocates for one connection's bufferevent, its two
- * buffers and its timer, and what OpenSSL adds for a TLS connection:
- * measured as heap growth per idle connection (glibc, libevent 2.1.12,
- * OpenSSL 3.0), since neither library reports it. */
-#define CONN_LIBRARY_BYTES 1500
+/* What the libraries allocate for a connection, measured as heap growth
+ * per idle connection less what conn_memory_usage counts (glibc, libevent
+ * 2.1.12, OpenSSL 3.0), since none of them reports it. Every connection:
+ * libevent's bookkeeping for its socket and malloc's overhead on the
+ * connection's blocks. While it has a bufferevent (HTTP, TLS): that, its
+ * two buffers and their events. A TLS session: what OpenSSL adds. */
+#define CONN_LIBRARY_BYTES 170
+#define CONN_BUFFEREVENT_BYTES 860
 #define CONN_TLS_BYTES 14000
 
 /* What a connection holds of input not yet acted on: the bufferevent's
@@ -2018,6 +2074,19 @@ static size_t conn_read_bytes(const struct conn *conn)
     if (conn->decoder != NULL)
         bytes += sizeof(*conn->decoder) + conn->decoder->message_capacity;
     return bytes;
+}
+
+static size_t conn_deflate_bytes(const struct conn *conn)
+{
+    return conn->deflate != NULL
+               ? sizeof(*conn->deflate) + deflate_inflater_footprint(conn->deflate->inflater)
+               : 0;
+}
+
+static size_t conn_identity_bytes(const struct conn *conn)
+{
+    return (conn->identity != NULL ? sizeof(*conn->identity) : 0) +
+           (conn->client != NULL ? sizeof(*conn->client) : 0);
 }
 
 static size_t conn_string_bytes(const char *text)
@@ -2031,10 +2100,11 @@ void conn_memory_usage(const struct worker *worker, struct conn_memory *usage)
     for (const struct conn *conn = worker->connections; conn != NULL; conn = conn->next) {
         usage->connections++;
         usage->connection_bytes += sizeof(*conn) + CONN_LIBRARY_BYTES +
+                                   (conn->bev != NULL ? CONN_BUFFEREVENT_BYTES : 0) +
                                    frame_queue_footprint(&conn->out) +
                                    (conn->tls ? CONN_TLS_BYTES : 0) +
                                    conn_read_bytes(conn) +
-                                   deflate_inflater_footprint(conn->inflater) +
+                                   conn_deflate_bytes(conn) + conn_identity_bytes(conn) +
                                    conn_string_bytes(conn->path) + conn_string_bytes(conn->channel) +
                                    conn_string_bytes(conn->user);
         usage->queued_bytes += conn_queued(conn);
