@@ -38,6 +38,7 @@
 #include "server.h"
 #include "worker.h"
 #include "static_files.h"
+#include "timerwheel.h"
 #include "tls.h"
 #include "utf8.h"
 #include "wsframe.h"
@@ -95,6 +96,18 @@ struct conn_reader {
     uint8_t buffer[CONN_READ_SIZE];
 };
 
+/* The deadlines of a loop's connections (handshake_timeout, ping_interval
+ * and ping_timeout, close_timeout, lingering) hang on one timer wheel that
+ * one loop timer advances every tick while any is pending: an entry costs
+ * a connection 24 bytes where a libevent timer cost 128 and an allocation.
+ * A deadline fires up to a tick late. */
+#define CONN_TIMER_TICK_MS 100
+
+struct conn_timers {
+    struct timer_wheel wheel;
+    struct event *tick;             /* pending while the wheel is not empty */
+};
+
 #define CONN_PEER_SIZE (2 * INET6_ADDRSTRLEN + 24)
 #define CONN_TOKEN_MAX 8192
 #define CONN_USER_MAX 64
@@ -123,7 +136,7 @@ struct conn {
     struct worker *worker;           /* the thread it lives on */
     struct config *config;           /* retained: the config it started under */
     struct bufferevent *bev;         /* NULL once a plain WebSocket reads itself */
-    struct event timer;
+    struct timer_wheel_entry timer;  /* on the loop's wheel (conn_timers) */
     struct event read_event;         /* set up once bev is NULL */
     struct event *resume;            /* reading paused while workers catch up */
     struct ws_decoder *decoder;      /* only while a frame is incomplete */
@@ -168,7 +181,7 @@ static void conn_readable_cb(evutil_socket_t fd, short events, void *arg);
 static void conn_pause_if_backlogged(struct conn *conn);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short events, void *arg);
-static void conn_timer_cb(evutil_socket_t fd, short events, void *arg);
+static void conn_timer_fire(struct conn *conn);
 static void conn_linger(struct conn *conn);
 static void conn_flush_unlist(struct conn *conn);
 static size_t conn_queued(const struct conn *conn);
@@ -200,23 +213,76 @@ static bool conn_time_reached(struct timespec now, struct timespec deadline)
            (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec);
 }
 
-static void conn_arm_timer_seconds(struct conn *conn, unsigned seconds)
+/* Milliseconds of CLOCK_MONOTONIC, rounded up: a deadline rounded down
+ * could fire before conn_time_reached agrees that it has come. */
+static int64_t conn_milliseconds(struct timespec t, bool round_up)
 {
-    struct timeval delay = { .tv_sec = (time_t)seconds, .tv_usec = 0 };
-    evtimer_add(&conn->timer, &delay);
+    int64_t ms = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    return round_up && t.tv_nsec % 1000000 != 0 ? ms + 1 : ms;
 }
 
+#define CONN_FROM_TIMER(entry) \
+    ((struct conn *)((char *)(entry) - offsetof(struct conn, timer)))
+
+static void conn_timers_cb(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    struct conn_timers *timers = arg;
+    timer_wheel_advance(&timers->wheel, conn_milliseconds(conn_now(), false));
+    struct timer_wheel_entry *entry;
+    while ((entry = timer_wheel_pop(&timers->wheel)) != NULL)
+        conn_timer_fire(CONN_FROM_TIMER(entry));
+    if (timer_wheel_count(&timers->wheel) == 0)
+        event_del(timers->tick);
+}
+
+static struct conn_timers *conn_timers_get(struct worker *worker)
+{
+    if (worker->timers != NULL)
+        return worker->timers;
+    struct conn_timers *timers = calloc(1, sizeof(*timers));
+    if (timers == NULL)
+        return NULL;
+    timers->tick = event_new(worker->base, -1, EV_PERSIST, conn_timers_cb, timers);
+    if (timers->tick == NULL) {
+        free(timers);
+        return NULL;
+    }
+    timer_wheel_init(&timers->wheel, CONN_TIMER_TICK_MS, conn_milliseconds(conn_now(), false));
+    worker->timers = timers;
+    return timers;
+}
+
+static void conn_timers_free(struct worker *worker)
+{
+    if (worker->timers == NULL)
+        return;
+    event_free(worker->timers->tick);
+    free(worker->timers);
+    worker->timers = NULL;
+}
+
+/* conn_accept made the worker's timers before any connection arms one. */
 static void conn_arm_timer_at(struct conn *conn, struct timespec deadline)
 {
-    struct timespec now = conn_now();
-    struct timeval delay = { 0, 0 };
-    if (!conn_time_reached(now, deadline)) {
-        long long ns = (long long)(deadline.tv_sec - now.tv_sec) * 1000000000LL +
-                       (deadline.tv_nsec - now.tv_nsec);
-        delay.tv_sec = (time_t)(ns / 1000000000LL);
-        delay.tv_usec = (suseconds_t)((ns % 1000000000LL) / 1000);
+    struct conn_timers *timers = conn->worker->timers;
+    timer_wheel_schedule(&timers->wheel, &conn->timer, conn_milliseconds(deadline, true));
+    if (!event_pending(timers->tick, EV_TIMEOUT, NULL)) {
+        struct timeval tick = { .tv_sec = 0, .tv_usec = CONN_TIMER_TICK_MS * 1000 };
+        event_add(timers->tick, &tick);
     }
-    evtimer_add(&conn->timer, &delay);
+}
+
+static void conn_arm_timer_seconds(struct conn *conn, unsigned seconds)
+{
+    conn_arm_timer_at(conn, conn_time_add(conn_now(), seconds));
+}
+
+static void conn_disarm_timer(struct conn *conn)
+{
+    if (timer_wheel_pending(&conn->timer))
+        timer_wheel_cancel(&conn->worker->timers->wheel, &conn->timer);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -336,10 +402,13 @@ void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockadd
     conn->fd = fd;
     conn->bev = conn_new_bufferevent(worker, fd, tls);
     conn->tls = tls != NULL;
-    evtimer_assign(&conn->timer, worker->base, conn_timer_cb, conn);
-    if (conn->bev == NULL) {
+    if (conn->bev == NULL || conn_timers_get(worker) == NULL) {
         log_error(&server->log, "out of memory accepting %s", CONN_PEER(conn));
-        evutil_closesocket(fd);
+        bool socket_freed = conn->bev != NULL && conn->tls;   /* CLOSE_ON_FREE */
+        if (conn->bev != NULL)
+            bufferevent_free(conn->bev);
+        if (!socket_freed)
+            evutil_closesocket(fd);
         config_release(conn->config);
         free(conn);
         return;
@@ -443,7 +512,7 @@ static void conn_drop(struct conn *conn)
     conn_stop_reading(conn);
     if (conn->bev != NULL)
         bufferevent_disable(conn->bev, EV_WRITE);
-    evtimer_del(&conn->timer);
+    conn_disarm_timer(conn);
     conn_flush_unlist(conn);
     if (conn->write_event != NULL)
         event_del(conn->write_event);
@@ -468,7 +537,7 @@ static void conn_free(struct conn *conn)
         event_del(&conn->read_event);
     if (!conn->tls)
         evutil_closesocket(conn->fd);
-    event_del(&conn->timer);
+    conn_disarm_timer(conn);
     if (conn->resume != NULL)
         event_free(conn->resume);
     if (conn->decoder != NULL) {
@@ -508,7 +577,7 @@ static void conn_finish(struct conn *conn)
 {
     conn->state = CONN_FLUSHING;
     conn_stop_reading(conn);
-    evtimer_del(&conn->timer);
+    conn_disarm_timer(conn);
     conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout + CONN_LINGER_SECONDS);
     if (conn_queued(conn) == 0)
         conn_linger(conn);
@@ -525,7 +594,7 @@ static void conn_linger(struct conn *conn)
         conn_drop(conn);
         return;
     }
-    evtimer_del(&conn->timer);
+    conn_disarm_timer(conn);
     conn_arm_timer_seconds(conn, CONN_LINGER_SECONDS);
     if (conn_start_reading(conn) != 0)
         conn_drop(conn);
@@ -570,6 +639,7 @@ static void conn_reader_free(struct worker *worker);
 void conn_flush_free(struct worker *worker)
 {
     conn_reader_free(worker);
+    conn_timers_free(worker);
     if (worker->flush == NULL)
         return;
     event_free(worker->flush->event);
@@ -1148,7 +1218,7 @@ static int conn_identify(struct conn *conn, const struct http_request *request, 
 static void conn_start_keepalive(struct conn *conn)
 {
     conn->last_frame_at = conn_now();
-    evtimer_del(&conn->timer);
+    conn_disarm_timer(conn);
     unsigned interval = conn->config->websocket.ping_interval;
     if (interval == 0)
         return;
@@ -1992,11 +2062,8 @@ static void conn_keepalive_tick(struct conn *conn)
     conn_arm_timer_at(conn, ping_first ? conn->next_ping_at : deadline);
 }
 
-static void conn_timer_cb(evutil_socket_t fd, short events, void *arg)
+static void conn_timer_fire(struct conn *conn)
 {
-    (void)fd;
-    (void)events;
-    struct conn *conn = arg;
     switch (conn->state) {
     case CONN_HTTP:
         log_info(&conn->server->log, "handshake timeout %s", CONN_PEER(conn));
@@ -2030,7 +2097,7 @@ void conn_close(struct conn *conn, unsigned code, const char *reason)
     if (conn->state == CONN_OPEN) {
         conn_write_close(conn, code, reason);
         conn->state = CONN_CLOSING;
-        evtimer_del(&conn->timer);
+        conn_disarm_timer(conn);
         conn_arm_timer_seconds(conn, conn->config->websocket.close_timeout);
     } else if (conn->state == CONN_HTTP) {
         conn_drop(conn);

@@ -56,8 +56,8 @@ void conn_memory_usage(const struct worker *worker, struct conn_memory *usage);
 /* Drops every live connection of worker at once. */
 void conn_drop_all(struct worker *worker);
 
-/* Frees what the worker's connections share for writing (at cleanup,
- * once every connection is freed). */
+/* Frees what the worker's connections share for reading, writing and
+ * their deadlines (at cleanup, once every connection is freed). */
 void conn_flush_free(struct worker *worker);
 
 #endif

@@ -29,6 +29,7 @@ struct worker_sniff;
 struct worker_entry;
 struct conn_flush;
 struct conn_reader;
+struct conn_timers;
 struct deflate_compressors;
 
 /* One bound socket. */
@@ -61,6 +62,7 @@ struct worker {
     struct deflate_compressors *compressors;   /* this loop's permessage-deflate streams */
     struct conn_flush *flush;       /* connections to write this loop pass (conn.c) */
     struct conn_reader *reader;     /* this loop's read buffer and spare decoder (conn.c) */
+    struct conn_timers *timers;     /* this loop's connection deadlines (conn.c) */
     pthread_t thread;
     bool started;
     /* inbox: filled by any thread, drained in order by this one */
