@@ -480,8 +480,6 @@ static void conn_log_close(struct conn *conn)
         log_debug(&conn->server->log, "disconnect %s", CONN_PEER(conn));
 }
 
-/* Marks the connection dead and queues it for freeing; the socket is closed
- * on the reap pass, which runs before the loop waits again. */
 static void conn_stop_reading(struct conn *conn)
 {
     if (conn->bev != NULL)
@@ -497,6 +495,8 @@ static int conn_start_reading(struct conn *conn)
     return event_add(&conn->read_event, NULL);
 }
 
+/* Marks the connection dead and queues it for freeing; the socket is closed
+ * on the reap pass, which runs before the loop waits again. */
 static void conn_drop(struct conn *conn)
 {
     if (conn->state == CONN_DEAD)

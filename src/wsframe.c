@@ -224,6 +224,8 @@ void ws_decoder_release(struct ws_decoder *decoder)
 
 void ws_decoder_reuse(struct ws_decoder *decoder, const struct ws_decoder_options *options)
 {
+    if (decoder->message_capacity > WS_DECODER_KEEP_CAPACITY)
+        ws_decoder_release(decoder);
     uint8_t *message = decoder->message;
     size_t capacity = decoder->message_capacity;
     ws_decoder_init(decoder, options);

@@ -141,8 +141,9 @@ void ws_decoder_init(struct ws_decoder *decoder, const struct ws_decoder_options
 void ws_decoder_release(struct ws_decoder *decoder);
 
 /* Starts the decoder afresh with options, as ws_decoder_init does, but
- * keeps its message buffer for the next message: one decoder can serve
- * many connections in turn while each is between frames. */
+ * keeps its message buffer (when no larger than the decoder keeps between
+ * messages anyway) for the next message: one decoder can serve many
+ * connections in turn while each is between frames. */
 void ws_decoder_reuse(struct ws_decoder *decoder, const struct ws_decoder_options *options);
 
 /* True when the decoder holds nothing of a frame or message: it sits at a

@@ -1397,6 +1397,19 @@ static void test_reuse_keeps_buffer(void **state)
     assert_int_equal(ev.close_code, WS_CLOSE_PROTOCOL_ERROR);
     ws_decoder_reuse(&d, &server_options);
     assert_true(ws_decoder_idle(&d));
+    bytes_free(&b);
+
+    /* A buffer grown past what is kept between messages is not kept. */
+    static uint8_t big[64 * 1024];
+    memset(big, 'b', sizeof(big));
+    put_frame(&b, true, 0, WS_OP_BINARY, big, sizeof(big));
+    ws_decoder_feed(&d, b.data, b.len, &ev);
+    assert_int_equal(ev.type, WS_EVENT_MESSAGE);
+    assert_true(d.message_capacity >= sizeof(big));
+    ws_decoder_reuse(&d, &server_options);
+    assert_int_equal(d.message_capacity, 0);
+    assert_null(d.message);
+    bytes_free(&b);
     ws_decoder_release(&d);
 }
 
