@@ -1534,8 +1534,13 @@ static bool conn_copy_path(struct conn *conn, const struct http_request *request
  * logs then name both. */
 static void conn_resolve_client(struct conn *conn, const struct http_request *request)
 {
+    /* proxy_client_address may copy a whole sockaddr_un from the peer,
+     * more than conn->peer_address keeps. */
+    struct sockaddr_storage peer = { 0 };
+    memcpy(&peer, &conn->peer_address, sizeof(conn->peer_address));
     struct sockaddr_storage client;
-    if (!proxy_client_address(request, &conn->peer_address.sa, &conn->config->proxy, &client) ||
+    if (!proxy_client_address(request, (const struct sockaddr *)&peer, &conn->config->proxy,
+                              &client) ||
         (client.ss_family != AF_INET && client.ss_family != AF_INET6))
         return;
     if (conn->client == NULL)
