@@ -39,16 +39,16 @@ def test_quick_run_measures_wsbroker_and_tornado_and_reports_missing_node(tmp_pa
     head, rule, *rows = table_rows(text)
     assert head[:4] == ["scenario", "figure", "wsbroker", "tornado"]
     assert "wsbroker / tornado" in head and "node-ws" not in head
-    assert "vs uWS (issue figures)" in head
+    assert "vs uWS reference" in head
     assert set(rule) == {"---"}
     assert len(rows) == len(ROWS)
     col = {name: head.index(name) for name in ("wsbroker", "tornado", "wsbroker / tornado",
-                                               "vs uWS (issue figures)")}
+                                               "vs uWS reference")}
     for prefix, row in zip(ROWS, rows):
         assert row[0].startswith(prefix), row
         assert len(row) == len(head), row
         assert NUMBER.match(row[col["wsbroker"]]), row
-        assert NUMBER.match(row[col["vs uWS (issue figures)"]]), row
+        assert NUMBER.match(row[col["vs uWS reference"]]), row
         if prefix == "idle 400 ":             # wsbroker only
             assert row[col["tornado"]] == "-" and row[col["wsbroker / tornado"]] == "-", row
         else:
