@@ -32,6 +32,7 @@
 #define SENDER_SHIFT 40               /* rooms: seq = member << SENDER_SHIFT | n */
 #define ROOMS_TICK_NS 10000000u       /* rooms: members send every 10 ms */
 #define SERVER_PIDS_MAX 8             /* -S: a server of several processes */
+#define PORTS_MAX 8                   /* -p: connections spread over brokers */
 
 enum scenario { SC_FANOUT, SC_ECHO, SC_ROOMS, SC_IDLE };
 
@@ -39,7 +40,9 @@ struct options {
     const char *scenario;
     enum scenario sc;
     const char *host;
-    int port;
+    int ports[PORTS_MAX];  /* connection i goes to ports[i % port_count] */
+    int port_count;
+    int publisher_port;    /* fanout's publisher; 0 = ports[0] */
     const char *path;
     const char *source;  /* local address to connect from, NULL = any */
     long conns;          /* subscribers (fanout), connections (echo), rooms x members */
@@ -68,10 +71,10 @@ struct peer {
 struct run {
     struct options opt;
     struct event_base *base;
-    struct sockaddr_in dst, src;
+    struct sockaddr_in dst[PORTS_MAX], publisher_dst, src;
     const struct sockaddr_in *srcp;
     long rss_before, rss_open;      /* idle: the server's VmRSS in kB */
-    char host[64];
+    char host[PORTS_MAX][64], publisher_host[64];
     struct peer *peers;
     long opened, started, failed;
     struct peer publisher;
@@ -445,7 +448,8 @@ static void start_more(void)
         else
             snprintf(path, sizeof path, "%s", R.opt.path);
         p->t_connect = now_ns();
-        p->c = wsconn_start(R.base, &R.dst, R.srcp, R.host, path, handlers(), p);
+        int to = (int)(p->index % R.opt.port_count);
+        p->c = wsconn_start(R.base, &R.dst[to], R.srcp, R.host[to], path, handlers(), p);
         if (!p->c) {
             perror("wsload: socket");
             R.failed++;
@@ -490,7 +494,8 @@ static void on_open(struct wsconn *c)
     if (R.opened < R.opt.conns)
         return;
     if (R.opt.sc == SC_FANOUT)
-        R.publisher.c = wsconn_start(R.base, &R.dst, R.srcp, R.host, R.opt.path, handlers(), &R.publisher);
+        R.publisher.c = wsconn_start(R.base, &R.publisher_dst, R.srcp, R.publisher_host,
+                                     R.opt.path, handlers(), &R.publisher);
     else
         begin();
 }
@@ -577,7 +582,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: wsload fanout|echo|rooms|idle [options]\n"
             "  -H, --host ADDR       broker's IPv4 address (127.0.0.1)\n"
-            "  -p, --port N          broker's port (8080)\n"
+            "  -p, --port N[,N...]   broker's port (8080); with several (up to %d), the\n"
+            "                        connections take turns (brokers of one cluster)\n"
+            "      --publisher-port N  fanout: the publisher's broker (the first -p)\n"
             "  -P, --path PATH       route (/chat/bench for fanout, /echo for echo;\n"
             "                        rooms: room k is PATH-k, /chat/bench by default)\n"
             "  -s, --source ADDR     local IPv4 address to connect from (any)\n"
@@ -596,14 +603,14 @@ static void usage(void)
             "  -t, --timeout SECS    give up this long after the start (60)\n"
             "  -S, --server-pid PID  report this process's CPU time and memory; several\n"
             "                        (PID,PID or -S again, up to %d) are added up\n",
-            STAMP_LEN, WSCONN_PAYLOAD_MAX, SERVER_PIDS_MAX);
+            PORTS_MAX, STAMP_LEN, WSCONN_PAYLOAD_MAX, SERVER_PIDS_MAX);
     exit(2);
 }
 
 /* The defaults of a scenario; usage() for an unknown one. */
 static void parse_scenario(const char *name, struct options *o)
 {
-    *o = (struct options){ .scenario = name, .host = "127.0.0.1", .port = 8080,
+    *o = (struct options){ .scenario = name, .host = "127.0.0.1", .ports = { 8080 }, .port_count = 1,
                            .path = "/chat/bench", .conns = 100, .rooms = 10, .members = 10,
                            .messages = 1000, .size = 64, .window = 64, .timeout = 60 };
     if (!strcmp(name, "fanout")) {
@@ -623,6 +630,31 @@ static void parse_scenario(const char *name, struct options *o)
     } else {
         usage();
     }
+}
+
+/* A TCP port, or usage(). */
+static int parse_port(const char *text)
+{
+    char *end;
+    long port = strtol(text, &end, 10);
+    if (end == text || (*end && *end != ',') || port < 1 || port > 65535)
+        usage();
+    return (int)port;
+}
+
+/* -p PORT[,PORT...] */
+static void parse_ports(const char *list, struct options *o)
+{
+    o->port_count = 0;
+    const char *next = list;
+    do {
+        if (o->port_count == PORTS_MAX)
+            usage();
+        o->ports[o->port_count++] = parse_port(next);
+        next = strchr(next, ',');
+    } while (next != NULL && *++next != '\0');
+    if (list[strlen(list) - 1] == ',')
+        usage();
 }
 
 /* -S PID[,PID...], also given several times. */
@@ -645,7 +677,8 @@ static void parse(int argc, char **argv, struct options *o)
         { "conns", 1, 0, 'c' }, { "messages", 1, 0, 'n' }, { "duration", 1, 0, 'd' },
         { "size", 1, 0, 'b' }, { "rate", 1, 0, 'r' }, { "window", 1, 0, 'w' },
         { "timeout", 1, 0, 't' }, { "server-pid", 1, 0, 'S' }, { "rooms", 1, 0, 'k' },
-        { "members", 1, 0, 'g' }, { "source", 1, 0, 's' }, { 0, 0, 0, 0 } };
+        { "members", 1, 0, 'g' }, { "source", 1, 0, 's' },
+        { "publisher-port", 1, 0, 'u' }, { 0, 0, 0, 0 } };
     if (argc < 2)
         usage();
     parse_scenario(argv[1], o);
@@ -654,7 +687,8 @@ static void parse(int argc, char **argv, struct options *o)
     while ((ch = getopt_long(argc, argv, "H:p:P:c:n:d:b:r:w:t:S:k:g:s:", longs, NULL)) != -1) {
         switch (ch) {
         case 'H': o->host = optarg; break;
-        case 'p': o->port = atoi(optarg); break;
+        case 'p': parse_ports(optarg, o); break;
+        case 'u': o->publisher_port = parse_port(optarg); break;
         case 'P': o->path = optarg; break;
         case 'c': o->conns = atol(optarg); break;
         case 'n': o->messages = atol(optarg); break;
@@ -673,27 +707,36 @@ static void parse(int argc, char **argv, struct options *o)
     if (o->sc == SC_ROOMS && o->rooms >= 1 && o->members >= 1 && o->rooms <= 100000
         && o->members <= 1000)
         o->conns = o->rooms * o->members;
-    if (optind != argc || o->port < 1 || o->port > 65535 || o->conns < 1 || o->conns > 100000
+    if (optind != argc || o->conns < 1 || o->conns > 100000
         || o->messages < 1 || o->size < STAMP_LEN || o->size > (long)WSCONN_PAYLOAD_MAX
         || o->window < 1 || o->window > 1000000 || o->rate < 0 || o->duration < 0
         || o->rooms < 1 || o->members < 1 || o->members > 1000 || (o->sc == SC_ROOMS && o->rate <= 0) || (o->sc == SC_IDLE && o->duration <= 0))
         usage();
 }
 
+/* The broker at -H's address and port; host is its Host header. */
+static void set_destination(struct sockaddr_in *dst, char host[64], int port)
+{
+    dst->sin_family = AF_INET;
+    dst->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, R.opt.host, &dst->sin_addr) != 1)
+        usage();
+    snprintf(host, 64, "%s:%d", R.opt.host, port);
+}
+
 int main(int argc, char **argv)
 {
     parse(argc, argv, &R.opt);
-    R.dst.sin_family = AF_INET;
-    R.dst.sin_port = htons((uint16_t)R.opt.port);
-    if (inet_pton(AF_INET, R.opt.host, &R.dst.sin_addr) != 1)
-        usage();
+    for (int i = 0; i < R.opt.port_count; i++)
+        set_destination(&R.dst[i], R.host[i], R.opt.ports[i]);
+    set_destination(&R.publisher_dst, R.publisher_host,
+                    R.opt.publisher_port ? R.opt.publisher_port : R.opt.ports[0]);
     if (R.opt.source) {
         R.src.sin_family = AF_INET;
         if (inet_pton(AF_INET, R.opt.source, &R.src.sin_addr) != 1)
             usage();
         R.srcp = &R.src;
     }
-    snprintf(R.host, sizeof R.host, "%s:%d", R.opt.host, R.opt.port);
     R.base = event_base_new();
     R.peers = calloc((size_t)R.opt.conns, sizeof *R.peers);
     R.acks = calloc((size_t)R.opt.window, sizeof *R.acks);

@@ -98,3 +98,42 @@ def test_wsload_idle_holds_connections_that_still_answer(broker):
     assert float(r["seconds"]) >= 0.5
     assert int(r["rss_open_kb"]) > 0 and int(r["rss_before_kb"]) > 0
     check_sane(r)
+
+
+def received_on(b):
+    from test_workers import metrics
+    return metrics(b.port)["wsbroker_messages_received_total"]
+
+
+def test_wsload_spreads_connections_over_several_ports(broker):
+    a, b = broker(), broker()
+    proc = subprocess.run([wsload_path(), "echo", "--port", "%d,%d" % (a.port, b.port),
+                           "--conns", "4", "--messages", "25", "--timeout", "20"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    # Connections 0 and 2 echo on the first broker, 1 and 3 on the second.
+    assert received_on(a) == 2 * 25
+    assert received_on(b) == 2 * 25
+
+
+def test_wsload_fanout_publisher_on_another_port(broker):
+    subscribers, publisher = broker(), broker()
+    # Two standalone brokers share nothing: the subscribers on one never
+    # get what the publisher sends to the other, which shows where each went.
+    proc = subprocess.run([wsload_path(), "fanout", "--port", str(subscribers.port),
+                           "--publisher-port", str(publisher.port), "--conns", "3",
+                           "--messages", "5", "--timeout", "2"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=RUN_TIMEOUT)
+    assert "lost=15 " in proc.stdout, proc.stdout + proc.stderr
+    assert received_on(publisher) == 5
+    assert received_on(subscribers) == 0
+
+
+@pytest.mark.parametrize("ports", ["0", "1,", "1,,2", "70000", ",1", "1,2,3,4,5,6,7,8,9"])
+def test_wsload_refuses_bad_port_lists(ports):
+    proc = subprocess.run([wsload_path(), "echo", "--port", ports], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: wsload")
