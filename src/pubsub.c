@@ -25,6 +25,8 @@ struct pubsub_subscription {
     unsigned awaiting;                   /* cluster positions asked, not answered */
     struct message **held;               /* arrived meanwhile, in order */
     size_t held_count;
+    struct shared_frame **held_events;   /* presence events meanwhile */
+    size_t held_event_count;
     char channel[];
 };
 
@@ -101,18 +103,52 @@ static bool pubsub_event_deliverable(const struct pubsub_session *session,
 
 static void pubsub_hold(struct pubsub_subscription *subscription, struct message *message)
 {
-    if (subscription->held_count == PUBSUB_HELD_MAX)
+    size_t count = subscription->held_count;
+    if (count == PUBSUB_HELD_MAX)
         return;
-    if (subscription->held == NULL) {
-        subscription->held = malloc(PUBSUB_HELD_MAX * sizeof(*subscription->held));
-        if (subscription->held == NULL)
+    if ((count & (count - 1)) == 0) {   /* 0, 1, 2, 4...: grow at powers of two */
+        struct message **grown =
+            realloc(subscription->held, (count ? count * 2 : 1) * sizeof(*grown));
+        if (grown == NULL)
             return;
+        subscription->held = grown;
     }
     subscription->held[subscription->held_count++] = message_retain(message);
 }
 
+static void pubsub_hold_event(struct pubsub_subscription *subscription,
+                              struct shared_frame *frame)
+{
+    size_t count = subscription->held_event_count;
+    if (count == PUBSUB_HELD_MAX)
+        return;
+    if ((count & (count - 1)) == 0) {
+        struct shared_frame **grown =
+            realloc(subscription->held_events, (count ? count * 2 : 1) * sizeof(*grown));
+        if (grown == NULL)
+            return;
+        subscription->held_events = grown;
+    }
+    subscription->held_events[subscription->held_event_count++] = shared_frame_retain(frame);
+}
+
+/* Sends the presence events held back (send NULL: drops them). */
+static void pubsub_release_events(struct pubsub_subscription *subscription, bool send)
+{
+    struct pubsub_host *host = &subscription->session->host;
+    for (size_t i = 0; i < subscription->held_event_count; i++) {
+        if (send)
+            host->send(host->owner, subscription->held_events[i]);
+        shared_frame_release(subscription->held_events[i]);
+    }
+    free(subscription->held_events);
+    subscription->held_events = NULL;
+    subscription->held_event_count = 0;
+}
+
 static void pubsub_drop_held(struct pubsub_subscription *subscription)
 {
+    pubsub_release_events(subscription, false);
     for (size_t i = 0; i < subscription->held_count; i++)
         message_release(subscription->held[i]);
     free(subscription->held);
@@ -135,6 +171,10 @@ static void pubsub_deliver(struct hub_subscriber *subscriber, struct message *me
 static void pubsub_deliver_event(struct hub_subscriber *subscriber, struct shared_frame *frame)
 {
     struct pubsub_subscription *subscription = (struct pubsub_subscription *)subscriber;
+    if (subscription->awaiting > 0) {   /* after the subscribe's ok */
+        pubsub_hold_event(subscription, frame);
+        return;
+    }
     subscription->session->host.send(subscription->session->host.owner, frame);
 }
 
@@ -307,9 +347,11 @@ static void pubsub_cluster_subscribed(struct worker *worker, void *owner, void *
     if (extra != NULL && pending->has_since)
         json_object_set_new(extra, "recovered", json_boolean(plan.recovered));
     pubsub_send_ok(session, pending->id, extra);
-    if (subscription->awaiting == 0)
+    if (subscription->awaiting == 0) {
         pubsub_catch_up(subscription, reply, pending->has_since || !reply->ok ? plan.replay_after
                                                                                 : reply->seq);
+        pubsub_release_events(subscription, true);
+    }
     if (pending->joined)
         hub_announce_join(pubsub_hub(session), &subscription->subscriber);
     pubsub_pending_free(pending);
@@ -397,6 +439,8 @@ static void pubsub_subscribe(struct pubsub_session *session, const struct envelo
     int64_t now = server_now();
     struct hub_position position;
     hub_position(pubsub_hub(session), &subscription->subscriber, r->has_since, r->since, r->epoch, now, &position);
+    if (session->host.worker->server->cluster != NULL)
+        position.recovered = false;   /* Redis is down: its history is out of reach */
     json_t *extra = json_pack("{s:s, s:I, s:s}", "channel", subscription->channel, "seq",
                               (json_int_t)position.seq, "epoch", position.epoch);
     if (extra != NULL && r->has_since)
