@@ -475,6 +475,36 @@ def test_http_publish_answers_503_while_redis_is_down(nodes, redis):
     ws.close()
 
 
+def test_a_hung_redis_bounds_the_queue_and_times_out(nodes, redis):
+    """Redis stopped (SIGSTOP): publishes wait for it up to a cap, past
+    which they are refused at once; then the node gives up on it, answers
+    every waiting publish unavailable, and comes back once it answers."""
+    a, = nodes(1)
+    pub = pubsub(a.port, path="/wsq")
+    count = 10300                      # CLUSTER_PENDING_MAX is 10000
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        for i in range(count):
+            pub.publish("hung", i, id=i)
+        replies = [pub.recv(timeout=20) for _ in range(count)]
+        waited = time.monotonic() - started
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    codes = [r.get("code") for r in replies]
+    assert set(codes) == {"unavailable"}, set(codes)
+    full = metric(a.port, 'wsbroker_cluster_publish_failures_total{reason="queue_full"}')
+    print("\nhung Redis: %d publishes, %d refused as the queue was full, all answered in %.1f s"
+          % (count, full, waited))
+    assert full >= count - 10000
+    assert waited < 15
+    wait_healthy(a.port, True, timeout=15)
+    pub.publish("hung", "after", id="after")
+    after = pub.recv(timeout=10)
+    assert after["op"] == "ok" and after["id"] == "after", after
+    pub.close()
+
+
 # ---------------------------------------------------------------- config
 
 CLUSTER_CONFIG = """\
