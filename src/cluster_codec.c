@@ -86,11 +86,13 @@ int cluster_url_parse(const char *text, struct cluster_url *url, const char **pr
         return -1;
     }
     const char *host = at != NULL ? at + 1 : rest;
-    if (cluster_url_host(host, (size_t)(rest + authority - host), url, problem) != 0 ||
-        (slash != NULL && slash[1] != '\0' &&
-         cluster_url_number(slash + 1, strlen(slash + 1), 1000000, &url->db) != 0)) {
-        if (*problem == NULL || url->host[0] != '\0')
-            *problem = "the url's database must be a number";
+    if (cluster_url_host(host, (size_t)(rest + authority - host), url, problem) != 0) {
+        cluster_url_clear(url);
+        return -1;
+    }
+    if (slash != NULL && slash[1] != '\0' &&
+        cluster_url_number(slash + 1, strlen(slash + 1), 1000000, &url->db) != 0) {
+        *problem = "the url's database must be a number";
         cluster_url_clear(url);
         return -1;
     }
