@@ -56,6 +56,7 @@ struct cluster_request {
     unsigned history;
     unsigned history_ttl;
     bool want_history;                   /* POSITION */
+    bool resync;                         /* POSITION after a reconnect: fills the gap */
     bool interest;                       /* INTEREST: on or off */
     uint64_t except;
     struct cluster_reply reply;
@@ -74,6 +75,7 @@ enum cluster_channel_state {
 struct cluster_channel {
     struct cluster_channel *next;
     bool wanted;                         /* it has subscribers here */
+    bool resync;                         /* subscribed again after a reconnect */
     enum cluster_channel_state state;
     struct cluster_request *waiting;     /* POSITIONs awaiting SUBSCRIBED */
     char name[];
@@ -549,6 +551,16 @@ static void cluster_position_fill(struct cluster_request *request, const redisRe
     }
 }
 
+/* What was published while this node was not subscribed (its Redis
+ * connection was lost, another node's was not) is in the channel's
+ * history: handed to the hub like live messages, whose subscribers take
+ * only what they have not had. */
+static void cluster_resync_deliver(struct cluster *cluster, struct cluster_request *request)
+{
+    for (size_t i = 0; i < request->reply.held_count; i++)
+        hub_publish_numbered(cluster->server->hub, request->reply.held[i], request->reply.epoch, 0);
+}
+
 static void cluster_position_cb(redisAsyncContext *context, void *data, void *arg)
 {
     struct cluster_request *request = arg;
@@ -570,6 +582,8 @@ static void cluster_position_cb(redisAsyncContext *context, void *data, void *ar
     request->reply.seq = (uint64_t)reply->element[0]->integer;
     snprintf(request->reply.epoch, sizeof(request->reply.epoch), "%s", reply->element[1]->str);
     cluster_position_fill(request, reply);
+    if (request->resync)
+        cluster_resync_deliver(cluster, request);
     cluster_finish(cluster, request);
 }
 
@@ -812,12 +826,30 @@ static void cluster_deliver_message(struct cluster *cluster, const char *channel
     message_release(message);
 }
 
+static void cluster_send_resync(struct cluster *cluster, struct cluster_channel *channel)
+{
+    const struct channel_rule *rule = config_channel_rule(cluster->server->config, channel->name);
+    channel->resync = false;
+    if (rule->history == 0)
+        return;
+    struct cluster_request *request =
+        cluster_request_new(cluster, CLUSTER_OP_POSITION, NULL, channel->name, NULL, NULL, NULL);
+    if (request == NULL)
+        return;
+    request->want_history = true;
+    request->resync = true;
+    request->history_ttl = rule->history_ttl;
+    cluster_send_position(cluster, request);
+}
+
 static void cluster_subscribed(struct cluster *cluster, const char *name, bool subscribed)
 {
     struct cluster_channel *channel = cluster_channel_find(cluster, name);
     if (channel == NULL)
         return;
     channel->state = subscribed ? CLUSTER_SUBSCRIBED : CLUSTER_IDLE;
+    if (subscribed && channel->resync)
+        cluster_send_resync(cluster, channel);
     if (subscribed) {
         struct cluster_request *waiting = channel->waiting;
         channel->waiting = NULL;
@@ -976,6 +1008,7 @@ static void cluster_reset_channels(struct cluster *cluster)
             struct cluster_request *waiting = channel->waiting;
             channel->waiting = NULL;
             channel->state = CLUSTER_IDLE;
+            channel->resync = channel->wanted;
             while (waiting != NULL) {
                 struct cluster_request *after = waiting->next;
                 cluster_fail(cluster, waiting, "Redis is unavailable");
@@ -1074,6 +1107,8 @@ static void cluster_disconnect_cb(const redisAsyncContext *context, int status)
 static void cluster_hello(struct cluster *cluster, redisAsyncContext *context, bool select)
 {
     const struct cluster_url *url = &cluster->settings->redis;
+    char name[32];
+    snprintf(name, sizeof(name), "wsbroker-%016" PRIx64, cluster->node);
     if (url->password != NULL) {
         const char *argv[3] = { "AUTH", url->user != NULL ? url->user : url->password,
                                 url->password };
@@ -1082,6 +1117,12 @@ static void cluster_hello(struct cluster *cluster, redisAsyncContext *context, b
                               lengths);
         cluster->in_flight++;
     }
+    /* CLIENT LIST then tells which node a connection belongs to. */
+    const char *setname[3] = { "CLIENT", "SETNAME", name };
+    size_t setname_lengths[3] = { 6, 7, strlen(name) };
+    redisAsyncCommandArgv(context, cluster_ignore_cb, "CLIENT SETNAME", 3, setname,
+                          setname_lengths);
+    cluster->in_flight++;
     if (select && url->db != 0) {
         char db[16];
         snprintf(db, sizeof(db), "%u", url->db);

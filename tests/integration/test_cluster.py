@@ -457,6 +457,41 @@ def test_redis_restart_mid_traffic(nodes, redis):
     sub.close()
 
 
+def node_id(node):
+    line = node.wait_log("cluster: connected to Redis")
+    return re.search(r"as node ([0-9a-f]{16})", line).group(1)
+
+
+def test_a_node_that_lost_redis_catches_up_from_history(nodes, redis):
+    """Messages published while one node was cut off from Redis (and the
+    others were not) reach its subscribers once it is back, on channels
+    with history."""
+    a, b = nodes(2)
+    sub = pubsub(b.port)
+    sub.subscribe("hist:gap")
+    api_publish(a.port, "hist:gap", data={"i": 0})
+    assert collect_messages(sub, 1, 5)[0]["data"] == {"i": 0}
+    name = "wsbroker-" + node_id(b)
+    b.signal(signal.SIGSTOP)
+    try:
+        clients = resp_command(redis.port, "CLIENT", "LIST").splitlines()
+        ids = [re.search(r"\bid=(\d+)", c).group(1) for c in clients if "name=%s " % name in c]
+        assert len(ids) == 2, clients
+        for client in ids:
+            assert resp_command(redis.port, "CLIENT", "KILL", "ID", client) == 1
+        for i in range(1, 6):
+            assert api_publish(a.port, "hist:gap", data={"i": i}).status == 202
+    finally:
+        b.signal(signal.SIGCONT)
+    got = collect_messages(sub, 5, 10)
+    assert [m["data"]["i"] for m in got] == [1, 2, 3, 4, 5]
+    assert metric(b.port, "wsbroker_cluster_reconnects_total") == 1
+    assert api_publish(a.port, "hist:gap", data={"i": 6}).status == 202
+    assert collect_messages(sub, 1, 5)[0]["data"] == {"i": 6}
+    sub.silent(0.3)
+    sub.close()
+
+
 def test_http_publish_answers_503_while_redis_is_down(nodes, redis):
     a, = nodes(1)
     ws = pubsub(a.port)
