@@ -17,7 +17,7 @@ import pytest
 
 from conftest import line_of, run_wsbroker
 from step2util import API_TOKEN, api, api_publish, pubsub
-from wsclient import http_request
+from wsclient import OP_TEXT, http_request, ws_connect
 
 PREFIX = "wsbt:"
 CHANNELS = [
@@ -28,6 +28,7 @@ CHANNELS = [
 ROUTES = [
     {"path": "/ws", "mode": "pubsub"},
     {"path": "/wsq", "mode": "pubsub", "echo_self": False},
+    {"path": "/bc/:room", "mode": "broadcast", "channel": "bc:{room}", "echo_self": False},
 ]
 PRESENCE_TTL = 6.0          # CLUSTER_PRESENCE_TTL_MS
 
@@ -238,6 +239,26 @@ def test_http_publish_on_one_node_reaches_another(nodes):
     event = collect_messages(ws, 1, 5)[0]
     assert event["data"] == {"hello": "cluster"} and event["seq"] == body["seq"]
     ws.close()
+
+
+def test_broadcast_route_messages_cross_nodes(nodes, redis):
+    a, b = nodes(2)
+    sender = ws_connect(a.port, "/bc/x")
+    local = ws_connect(a.port, "/bc/x")
+    remote = ws_connect(b.port, "/bc/x")
+    watcher = pubsub(b.port)
+    watcher.subscribe("bc:x")
+    wait_for(lambda: resp_command(redis.port, "PUBSUB", "NUMSUB", PREFIX + "ch:bc:x")[1] == 2,
+             5, "both nodes to subscribe in Redis")
+    for i in range(20):
+        sender.send_text("m%d" % i)
+    for ws in (local, remote):
+        texts = [ws.recv_message(timeout=5) for _ in range(20)]
+        assert texts == [(OP_TEXT, b"m%d" % i) for i in range(20)]
+    assert [m["data"] for m in collect_messages(watcher, 20, 5)] == ["m%d" % i for i in range(20)]
+    sender.assert_silent(0.3)        # echo_self false: not its own
+    for ws in (sender, local, remote, watcher):
+        ws.close()
 
 
 # ---------------------------------------------------------------- history
