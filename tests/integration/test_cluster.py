@@ -84,6 +84,7 @@ class Redis:
 
     def start(self):
         self.log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "no", "--daemonize", "no"],
@@ -440,7 +441,7 @@ def test_redis_restart_mid_traffic(nodes, redis):
     assert metric(a.port, "wsbroker_cluster_up") == 0
     wait_for(lambda: len(pub.refused) >= 20, 10, "publishes refused with unavailable")
     redis.start()
-    up_at = time.monotonic()
+    up_at = redis.started_at
     wait_healthy(a.port, True, timeout=15)
     wait_healthy(b.port, True, timeout=15)
     wait_for(lambda: any(t > up_at for t in received.values()), 15, "delivery to resume")
@@ -460,7 +461,7 @@ def test_redis_restart_mid_traffic(nodes, redis):
     lost_after_resume = [i for i in lost if pub.acked[i] > first_after]
     lost_outside_window = [i for i in lost if not killed_at - 1.0 <= pub.acked[i] <= first_after]
     print("\nRedis restart: %d acked, %d refused as unavailable, %d acked but not delivered "
-          "%s; down %.2f s; Redis up -> first delivery %.3f s; reconnects a=%d b=%d" % (
+          "%s; down %.2f s; Redis started -> first delivery %.3f s; reconnects a=%d b=%d" % (
               len(pub.acked), len(pub.refused), len(lost), lost[:10], up_at - killed_at,
               first_after - up_at, metric(a.port, "wsbroker_cluster_reconnects_total"),
               metric(b.port, "wsbroker_cluster_reconnects_total")))
