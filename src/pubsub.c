@@ -22,6 +22,7 @@ struct pubsub_subscription {
     struct hub_subscriber subscriber;    /* first: the hub hands it back */
     struct pubsub_session *session;
     struct pubsub_subscription *next;
+    uint64_t serial;                     /* this subscription, not a later one */
     unsigned awaiting;                   /* cluster positions asked, not answered */
     struct message **held;               /* arrived meanwhile, in order */
     size_t held_count;
@@ -35,6 +36,7 @@ struct pubsub_session {
     struct pubsub_subscription *subscriptions;
     size_t subscription_count;
     struct cluster_waiter *waiter;       /* cluster mode: answers find the session */
+    uint64_t serials;                    /* subscriptions made so far */
 };
 
 /* ------------------------------------------------------------ sending */
@@ -279,6 +281,7 @@ static bool pubsub_refuse_over_memory(struct pubsub_session *session, const stru
 /* A cluster subscribe waiting for its channel's position in Redis. */
 struct pubsub_pending_subscribe {
     json_t *id;
+    uint64_t serial;                     /* the subscription that asked */
     bool has_since;
     uint64_t since;
     char *epoch;                         /* the client's, or NULL */
@@ -325,34 +328,40 @@ static void pubsub_cluster_subscribed(struct worker *worker, void *owner, void *
 {
     struct pubsub_pending_subscribe *pending = tag;
     struct pubsub_session *session = owner;
-    struct pubsub_subscription *subscription =
-        session != NULL ? pubsub_find(session, pending->channel) : NULL;
-    if (subscription == NULL) {   /* gone, or unsubscribed meanwhile */
+    if (session == NULL) {
         pubsub_pending_free(pending);
         return;
     }
-    subscription->awaiting--;
+    /* Unsubscribed meanwhile (perhaps subscribed again, a new
+     * subscription): the request is still answered, nothing else. */
+    struct pubsub_subscription *subscription = pubsub_find(session, pending->channel);
+    if (subscription != NULL && subscription->serial != pending->serial)
+        subscription = NULL;
     struct cluster_resume plan = { .recovered = false, .replay_after = 0 };
-    uint64_t seq = hub_subscriber_last_seq(&subscription->subscriber);
-    const char *epoch = "";
+    json_int_t seq = (json_int_t)reply->seq;
+    const char *epoch = reply->epoch;
+    struct hub_position local;
     if (reply->ok) {
         uint64_t oldest = reply->held_count > 0 ? reply->held[0]->seq : 0;
         cluster_resume_plan(pending->has_since, pending->since, pending->epoch, reply->seq,
                             reply->epoch, oldest, &plan);
-        seq = reply->seq;
-        epoch = reply->epoch;
+    } else if (subscription != NULL) {   /* Redis went away: what this node knows */
+        hub_position(pubsub_hub(session), &subscription->subscriber, false, 0, NULL,
+                     server_now(), &local);
+        seq = (json_int_t)local.seq;
+        epoch = local.epoch;
     }
-    json_t *extra = json_pack("{s:s, s:I, s:s}", "channel", subscription->channel, "seq",
-                              (json_int_t)seq, "epoch", epoch);
+    json_t *extra = json_pack("{s:s, s:I, s:s}", "channel", pending->channel, "seq", seq,
+                              "epoch", epoch);
     if (extra != NULL && pending->has_since)
         json_object_set_new(extra, "recovered", json_boolean(plan.recovered));
     pubsub_send_ok(session, pending->id, extra);
-    if (subscription->awaiting == 0) {
+    if (subscription != NULL && --subscription->awaiting == 0) {
         pubsub_catch_up(subscription, reply, pending->has_since || !reply->ok ? plan.replay_after
                                                                                 : reply->seq);
         pubsub_release_events(subscription, true);
     }
-    if (pending->joined)
+    if (subscription != NULL && pending->joined)
         hub_announce_join(pubsub_hub(session), &subscription->subscriber);
     pubsub_pending_free(pending);
 }
@@ -374,6 +383,7 @@ static bool pubsub_cluster_subscribe(struct pubsub_session *session,
         return false;
     memcpy(pending->channel, subscription->channel, length + 1);
     pending->id = json_incref(r->id);
+    pending->serial = subscription->serial;
     pending->has_since = r->has_since;
     pending->since = r->since;
     pending->joined = joined;
@@ -416,6 +426,7 @@ static void pubsub_subscribe(struct pubsub_session *session, const struct envelo
         }
         memcpy(subscription->channel, r->channel, length + 1);
         subscription->session = session;
+        subscription->serial = ++session->serials;
         subscription->subscriber.user = session->host.user;
         subscription->subscriber.worker = session->host.worker->index;
         subscription->subscriber.presence_events = true;

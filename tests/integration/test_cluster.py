@@ -372,6 +372,9 @@ def test_node_subscribes_in_redis_only_while_it_has_subscribers(nodes, redis):
     assert [r["op"] for r in ws.recv_n(3)] == ["ok", "ok", "ok"]
     time.sleep(0.3)
     assert redis.channels() == [name]
+    for i in range(3):     # and the subscription that stays gets messages
+        assert api_publish(a.port, "interest", data=i).status == 202
+    assert [m["data"] for m in collect_messages(ws, 3, 5)] == [0, 1, 2]
     other = pubsub(a.port)
     other.subscribe("interest")
     other.close()
