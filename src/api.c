@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 
 #include "addrcount.h"
+#include "cluster.h"
 #include "config.h"
 #include "conn.h"
 #include "hub.h"
@@ -113,8 +114,14 @@ static void api_healthz(struct server *server, const struct api_request *request
         api_method_not_allowed(response, "Allow: GET, HEAD\r\n");
         return;
     }
+    /* A node cut off from its cluster takes no new clients: they would
+     * miss what other nodes publish. */
     if (server_is_shutting_down(server))
         api_text(response, 503, "shutting down\n");
+    else if (server->cluster != NULL && !cluster_is_up(server->cluster))
+        api_text(response, 503, "cluster down: Redis unavailable\n");
+    else if (server->cluster != NULL)
+        api_text(response, 200, "ok\ncluster up\n");
     else
         api_text(response, 200, "ok\n");
 }
@@ -243,6 +250,31 @@ static void api_metrics_memory(FILE *out, struct server *server, const struct co
                         config->limits.max_memory);
 }
 
+static void api_metrics_cluster(FILE *out, const struct cluster *cluster)
+{
+    struct cluster_stats stats;
+    cluster_get_stats(cluster, &stats);
+    api_metrics_counter(out, "cluster_up", "gauge", "1 while connected to the cluster's Redis.",
+                        stats.up ? 1 : 0);
+    api_metrics_counter(out, "cluster_reconnects_total", "counter",
+                        "Connections to Redis made again after one was lost.", stats.reconnects);
+    api_metric(out, "cluster_publish_failures_total", "counter",
+               "Publishes refused or failed for want of Redis, by reason.");
+    fprintf(out, "wsbroker_cluster_publish_failures_total{reason=\"unavailable\"} %llu\n",
+            (unsigned long long)(stats.publish_failures - stats.publish_queue_full));
+    fprintf(out, "wsbroker_cluster_publish_failures_total{reason=\"queue_full\"} %llu\n",
+            (unsigned long long)stats.publish_queue_full);
+    api_metrics_counter(out, "cluster_messages_received_total", "counter",
+                        "Messages and presence events received from Redis.",
+                        stats.messages_received);
+    api_metric(out, "cluster_messages_dropped_total", "counter",
+               "Messages from Redis not delivered, by reason.");
+    fprintf(out, "wsbroker_cluster_messages_dropped_total{reason=\"no_subscribers\"} %llu\n",
+            (unsigned long long)stats.dropped_unsubscribed);
+    fprintf(out, "wsbroker_cluster_messages_dropped_total{reason=\"malformed\"} %llu\n",
+            (unsigned long long)stats.dropped_malformed);
+}
+
 static void api_metrics_render(FILE *out, struct server *server, const struct config *config,
                                const struct api_figures *total)
 {
@@ -285,6 +317,8 @@ static void api_metrics_render(FILE *out, struct server *server, const struct co
     api_metrics_counter(out, "history_messages", "gauge", "Messages held in channel history.",
                         hub.history_messages);
     api_metrics_memory(out, server, config, total, &hub);
+    if (server->cluster != NULL)
+        api_metrics_cluster(out, server->cluster);
 }
 
 static bool api_metrics_allowed(const struct config *config, const struct sockaddr *peer)
@@ -373,6 +407,38 @@ static struct message *api_message_from_body(const struct api_request *request,
     return message;
 }
 
+static void api_cluster_published(struct worker *worker, void *owner, void *tag,
+                                  const struct cluster_reply *reply)
+{
+    if (owner == NULL)
+        return;
+    struct api_response response = { 0 };
+    if (reply->ok)
+        api_json(&response, 202, json_pack("{s:I, s:s}", "seq", (json_int_t)reply->seq, "epoch",
+                                           reply->epoch));
+    else
+        api_refuse(&response, 503, "cluster unavailable: publish failed");
+    conn_api_answer(owner, &response);
+    free(response.body);
+}
+
+/* Cluster mode: answered once Redis has numbered the message (status 0
+ * now), or at once with 503 when Redis is down. */
+static void api_cluster_publish(struct worker *worker, const struct config *config,
+                                const struct api_request *request, struct message *message,
+                                struct api_response *response)
+{
+    const struct channel_rule *rule = config_channel_rule(config, message->channel);
+    if (request->waiter == NULL ||
+        !cluster_publish(worker->server->cluster, worker, message, rule, 0, request->waiter,
+                         api_cluster_published, NULL)) {
+        api_refuse(response, 503, "cluster unavailable: Redis is down or too many publishes are pending");
+        return;
+    }
+    worker->stats.messages_published++;
+    memset(response, 0, sizeof(*response));
+}
+
 static void api_publish(struct worker *worker, const struct config *config,
                         const struct api_request *request, struct api_response *response)
 {
@@ -399,6 +465,11 @@ static void api_publish(struct worker *worker, const struct config *config,
     struct message *message = api_message_from_body(request, channel, &problem);
     if (message == NULL) {
         api_refuse(response, strcmp(problem, "out of memory") == 0 ? 500 : 400, problem);
+        return;
+    }
+    if (worker->server->cluster != NULL) {
+        api_cluster_publish(worker, config, request, message, response);
+        message_release(message);
         return;
     }
     char epoch[HUB_EPOCH_SIZE];

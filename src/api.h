@@ -13,6 +13,7 @@
 
 struct worker;
 struct config;
+struct cluster_waiter;
 
 struct api_request {
     const struct http_request *http;
@@ -23,8 +24,10 @@ struct api_request {
     const char *body;              /* Content-Length bytes, NULL when none */
     size_t body_length;
     const struct sockaddr *peer;
+    struct cluster_waiter *waiter; /* cluster mode: the connection's */
 };
 
+/* status 0: the answer comes later, through conn_api_answer. */
 struct api_response {
     int status;
     const char *content_type;

@@ -127,6 +127,7 @@ static config_check_fn config_route_check;
 static config_check_fn config_http_check;
 static config_check_fn config_channel_check;
 static config_check_fn config_auth_check;
+static config_check_fn config_cluster_check;
 
 static const char *const config_log_levels[] = {
     [LOG_LEVEL_ERROR] = "error",
@@ -343,6 +344,17 @@ static const struct config_key config_proxy_keys[] = {
 static const struct config_table config_proxy_table =
     CONFIG_TABLE(config_proxy_keys, struct proxy_config, NULL);
 
+static const struct config_key config_cluster_keys[] = {
+    { .name = "engine", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct cluster_config, engine), .required = true },
+    { .name = "url", .kind = CONFIG_KIND_STRING, .offset = offsetof(struct cluster_config, url),
+      .required = true },
+    { .name = "prefix", .kind = CONFIG_KIND_STRING,
+      .offset = offsetof(struct cluster_config, prefix) },
+};
+static const struct config_table config_cluster_table =
+    CONFIG_TABLE(config_cluster_keys, struct cluster_config, config_cluster_check);
+
 static const struct config_key config_root_keys[] = {
     { .name = "listen", .kind = CONFIG_KIND_LIST, .offset = offsetof(struct config, listeners),
       .count_offset = offsetof(struct config, listener_count), .min = 1, .required = true,
@@ -369,6 +381,8 @@ static const struct config_key config_root_keys[] = {
       .offset = offsetof(struct config, shutdown_timeout), .min = 1, .max = 3600, .def = 5 },
     { .name = "workers", .kind = CONFIG_KIND_UINT, .offset = offsetof(struct config, workers),
       .min = 0, .max = CONFIG_MAX_WORKERS, .def = 0 },
+    { .name = "cluster", .kind = CONFIG_KIND_GROUP, .offset = offsetof(struct config, cluster),
+      .table = &config_cluster_table, .optional = true },
 };
 static const struct config_table config_root_table =
     CONFIG_TABLE(config_root_keys, struct config, config_root_check);
@@ -1822,6 +1836,36 @@ static int config_auth_check(struct config_loader *loader, const config_setting_
     return config_auth_verifier(loader, source, auth, path);
 }
 
+/* ---- cluster ---- */
+
+/* Runs only when the cluster group is present: its presence turns
+ * cluster mode on. */
+static int config_cluster_check(struct config_loader *loader, const config_setting_t *setting,
+                                void *items, size_t index, const char *path)
+{
+#ifndef HAVE_REDIS
+    return config_fail(loader, setting,
+                       "%s: this wsbroker was built without Redis support (./configure --with-redis)",
+                       path);
+#else
+    struct cluster_config *cluster = &((struct cluster_config *)items)[index];
+    if (strcmp(cluster->engine, "redis") != 0)
+        return config_fail(loader, config_member(setting, "engine"),
+                           "'%s.engine' must be \"redis\", not \"%s\"", path, cluster->engine);
+    const char *problem = NULL;
+    if (cluster_url_parse(cluster->url, &cluster->redis, &problem) != 0)
+        return config_fail(loader, config_member(setting, "url"), "'%s.url': %s", path, problem);
+    if (cluster->prefix == NULL && (cluster->prefix = strdup("wsbroker:")) == NULL)
+        return config_fail_memory(loader);
+    if (!cluster_prefix_valid(cluster->prefix))
+        return config_fail(loader, config_member(setting, "prefix"),
+                           "'%s.prefix' must be 1 to 64 printable ASCII characters without spaces",
+                           path);
+    cluster->enabled = true;
+    return 0;
+#endif
+}
+
 /* ---- lifetime ---- */
 
 static void config_free_table(const struct config_table *table, void *object)
@@ -1859,6 +1903,7 @@ static void config_free_table(const struct config_table *table, void *object)
 static void config_free(struct config *config)
 {
     auth_free(config->auth.verifier);   /* built by a check, not a table key */
+    cluster_url_clear(&config->cluster.redis);
     config_free_table(&config_root_table, config);
     free(config->file);
     free(config);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "cluster_codec.h"
 #include "deflate.h"
 #include "log.h"
 #include "netaddr.h"
@@ -116,6 +117,15 @@ struct http_config {
     size_t metrics_allow_count;
 };
 
+/* cluster group: several brokers sharing channels through Redis. */
+struct cluster_config {
+    bool enabled;                /* the group is present */
+    char *engine;                /* "redis" */
+    char *url;                   /* redis://[[user]:password@]host[:port][/db] */
+    char *prefix;                /* of every Redis key and channel, default "wsbroker:" */
+    struct cluster_url redis;    /* url, parsed */
+};
+
 /* The most worker threads workers may ask for. */
 #define CONFIG_MAX_WORKERS 256
 
@@ -138,6 +148,7 @@ struct config {
     enum log_level log_level;
     unsigned shutdown_timeout;   /* seconds SIGTERM waits for close handshakes, default 5 */
     unsigned workers;            /* worker threads; 0 (default): one per online CPU */
+    struct cluster_config cluster;
 };
 
 /* Reads and validates path. On error returns NULL and writes

@@ -23,6 +23,7 @@
 #include "addrcount.h"
 #include "api.h"
 #include "auth.h"
+#include "cluster.h"
 #include "config.h"
 #include "deflate.h"
 #include "framequeue.h"
@@ -171,6 +172,7 @@ struct conn {
     bool over_address_limit;         /* over max_connections_per_ip */
     bool direct;                     /* writes out itself (plain, upgraded) */
     bool flush_listed;               /* on the server's flush list */
+    struct cluster_waiter *api_waiter;   /* cluster mode: an API answer awaited */
 };
 
 #define CONN_FROM_SUBSCRIBER(s) \
@@ -526,6 +528,7 @@ static void conn_free(struct conn *conn)
     struct worker *worker = conn->worker;
     hub_unsubscribe(conn->server->hub, &conn->subscriber);
     pubsub_session_free(conn->pubsub);
+    cluster_waiter_orphan(conn->api_waiter);
     conn_unlink(conn);
     conn_flush_unlist(conn);
     if (conn->write_event != NULL)
@@ -1507,12 +1510,40 @@ static bool conn_handle_api(struct conn *conn, const struct http_request *reques
         .body_length = (size_t)body_length,
         .peer = conn_client_address(conn),
     };
+    if (conn->server->cluster != NULL && conn->api_waiter == NULL)
+        api.waiter = conn->api_waiter = cluster_waiter_new(conn);
     struct api_response response;
     api_handle(conn->worker, conn->config, &api, &response);
+    if (response.status == 0) {
+        /* Answered later (conn_api_answer); nothing more is read. */
+        conn_stop_reading(conn);
+        evbuffer_drain(input, total);
+        return true;
+    }
     conn_respond_api(conn, &full, &response);
     free(response.body);
     evbuffer_drain(input, total);
     return true;
+}
+
+void conn_api_answer(struct conn *conn, const struct api_response *response)
+{
+    if (conn->state != CONN_HTTP)
+        return;
+    char head[1024];
+    int length = http_response_head(head, sizeof(head), response->status, response->content_type,
+                                    (long long)response->body_length, true,
+                                    response->extra_headers);
+    struct evbuffer *output = bufferevent_get_output(conn->bev);
+    if (length < 0 || evbuffer_add(output, head, (size_t)length) != 0 ||
+        evbuffer_add(output, response->body, response->body_length) != 0) {
+        conn_drop(conn);
+        return;
+    }
+    log_debug(&conn->server->log, "api %s \"POST %s\" %d", CONN_PEER(conn), conn->path,
+              response->status);
+    conn->worker->stats.http_requests++;
+    conn_finish(conn);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1681,9 +1712,12 @@ static void conn_broadcast(struct conn *conn, const struct ws_event *event)
     struct message *message =
         message_new(event->opcode == WS_OP_TEXT ? MESSAGE_TEXT : MESSAGE_BINARY, conn->channel,
                     conn->user, event->data, event->length);
+    /* In cluster mode a publish Redis cannot take is counted there and
+     * lost; the connection stays. */
     if (message == NULL ||
-        server_publish(conn->worker, message, conn->route->echo_self ? NULL : &conn->subscriber,
-                       NULL) < 0) {
+        (server_publish(conn->worker, message, conn->route->echo_self ? NULL : &conn->subscriber,
+                        NULL) < 0 &&
+         conn->server->cluster == NULL)) {
         message_release(message);
         conn_fail(conn, WS_CLOSE_INTERNAL_ERROR, "out of memory");
         return;

@@ -31,6 +31,11 @@ void conn_accept(struct worker *worker, evutil_socket_t fd, const struct sockadd
  * and reason and close_timeout to answer; anything else is dropped. */
 void conn_close(struct conn *conn, unsigned code, const char *reason);
 
+struct api_response;
+/* Answers the API request the connection waits on (cluster mode: a
+ * publish answered once Redis has), and closes it as any API request. */
+void conn_api_answer(struct conn *conn, const struct api_response *response);
+
 /* Drops every connection on the reap list. */
 void conn_reap(struct worker *worker);
 

@@ -29,6 +29,7 @@ struct hub_channel {
     size_t subscriber_count;      /* over every worker */
     size_t pins;                  /* hub_items and deliveries in progress */
     uint64_t events;              /* presence events sent so far */
+    uint64_t generation;          /* cluster: numberings seen (epochs) */
     uint64_t seq;
     char epoch[HUB_EPOCH_SIZE];
     /* settings copied from the rule when the channel was created */
@@ -60,6 +61,8 @@ struct hub {
                                      clients cannot aim at one bucket */
     uint32_t epoch_base;          /* random per broker run */
     uint64_t channels_created;
+    hub_cluster_fn *cluster;      /* NULL: not a cluster hub */
+    void *cluster_arg;
 };
 
 #define HUB_INITIAL_BUCKETS 64
@@ -114,6 +117,35 @@ struct hub *hub_new_shared(unsigned workers, hub_post_fn *post, void *post_arg)
     seeded_hash_random(&hub->seed, sizeof(hub->seed));
     seeded_hash_random(&hub->epoch_base, sizeof(hub->epoch_base));
     return hub;
+}
+
+struct hub *hub_new_cluster(unsigned workers, hub_post_fn *post, void *post_arg,
+                            hub_cluster_fn *cluster, void *cluster_arg)
+{
+    struct hub *hub = post != NULL && cluster != NULL ? hub_new_shared(workers, post, post_arg)
+                                                      : NULL;
+    if (hub == NULL)
+        return NULL;
+    hub->post = post;   /* even for one worker: deliveries come from the cluster's thread */
+    hub->cluster = cluster;
+    hub->cluster_arg = cluster_arg;
+    return hub;
+}
+
+uint64_t hub_subscriber_id(const struct hub_subscriber *subscriber)
+{
+    return subscriber->channel != NULL ? subscriber->id : 0;
+}
+
+uint64_t hub_subscriber_last_seq(const struct hub_subscriber *subscriber)
+{
+    return subscriber->last_seq;
+}
+
+void hub_subscriber_advance(struct hub_subscriber *subscriber, uint64_t seq)
+{
+    if (seq > subscriber->last_seq)
+        subscriber->last_seq = seq;
 }
 
 static void hub_channel_free(struct hub_channel *channel)
@@ -195,7 +227,7 @@ static struct hub_channel *hub_channel_create(struct hub *hub, const char *name,
         return NULL;
     }
     channel->hash = hub_hash(hub, name);
-    channel->history_capacity = rule->history;
+    channel->history_capacity = hub->cluster != NULL ? 0 : rule->history;
     channel->history_ttl = rule->history_ttl;
     channel->presence = rule->presence;
     if (channel->history_capacity > 0) {
@@ -313,6 +345,9 @@ static struct shared_frame *hub_presence_frame(const struct hub_channel *channel
     return frame;   /* NULL when out of memory: an event is lost, membership stays right */
 }
 
+static void hub_send_presence_frame(struct hub *hub, struct hub_channel *channel, const char *op,
+                                    const char *user);
+
 /* Shared hub, locked: hands frame to every worker with subscribers there. */
 static void hub_post(struct hub *hub, struct hub_channel *channel, struct message *message,
                      struct shared_frame *frame, uint64_t except)
@@ -322,6 +357,7 @@ static void hub_post(struct hub *hub, struct hub_channel *channel, struct messag
             continue;
         struct hub_item item = {
             .channel = channel, .except = except, .stamp = channel->events,
+            .generation = channel->generation,
             .message = message != NULL ? message_retain(message) : NULL,
             .frame = frame != NULL ? shared_frame_retain(frame) : NULL,
         };
@@ -336,6 +372,18 @@ static void hub_post(struct hub *hub, struct hub_channel *channel, struct messag
 
 static void hub_send_presence(struct hub *hub, struct hub_channel *channel, const char *op,
                               const char *user)
+{
+    if (hub->cluster != NULL) {
+        /* The cluster decides whether this is a join or leave everywhere. */
+        hub->cluster(hub->cluster_arg, op[0] == 'j' ? HUB_CLUSTER_JOIN : HUB_CLUSTER_LEAVE,
+                     channel->name, user);
+        return;
+    }
+    hub_send_presence_frame(hub, channel, op, user);
+}
+
+static void hub_send_presence_frame(struct hub *hub, struct hub_channel *channel, const char *op,
+                                    const char *user)
 {
     struct shared_frame *frame = hub_presence_frame(channel, op, user);
     if (frame == NULL)
@@ -368,6 +416,9 @@ static void hub_link(struct hub *hub, struct hub_channel *channel,
     /* What was handed to workers before it joined is not for it. */
     subscriber->last_seq = channel->seq;
     subscriber->events_from = channel->events;
+    subscriber->generation = channel->generation;
+    if (hub->cluster != NULL && channel->subscriber_count == 0)
+        hub->cluster(hub->cluster_arg, HUB_CLUSTER_INTEREST_ON, channel->name, NULL);
     subscriber->next = NULL;
     subscriber->previous = local->last;
     if (local->last != NULL)
@@ -379,7 +430,8 @@ static void hub_link(struct hub *hub, struct hub_channel *channel,
     channel->subscriber_count++;
 }
 
-static void hub_unlink(struct hub_channel *channel, struct hub_subscriber *subscriber)
+static void hub_unlink(struct hub *hub, struct hub_channel *channel,
+                       struct hub_subscriber *subscriber)
 {
     struct hub_local *local = &channel->locals[subscriber->worker];
     if (subscriber->previous != NULL)
@@ -394,6 +446,8 @@ static void hub_unlink(struct hub_channel *channel, struct hub_subscriber *subsc
     subscriber->previous = subscriber->next = NULL;
     local->count--;
     channel->subscriber_count--;
+    if (hub->cluster != NULL && channel->subscriber_count == 0)
+        hub->cluster(hub->cluster_arg, HUB_CLUSTER_INTEREST_OFF, channel->name, NULL);
 }
 
 static int hub_subscribe_locked(struct hub *hub, const char *name,
@@ -442,11 +496,15 @@ static void hub_unsubscribe_shared(struct hub *hub, struct hub_subscriber *subsc
     struct hub_channel *channel = subscriber->channel;
     struct shared_frame *frame = NULL;
     if (channel != NULL && channel->presence && subscriber->user != NULL &&
-        hub_member_remove(channel, subscriber->user))
-        frame = hub_presence_frame(channel, "leave", subscriber->user);
+        hub_member_remove(channel, subscriber->user)) {
+        if (hub->cluster != NULL)
+            hub_send_presence(hub, channel, "leave", subscriber->user);
+        else
+            frame = hub_presence_frame(channel, "leave", subscriber->user);
+    }
     if (channel != NULL) {
         /* Unlinked first: its worker gets an item only for others there. */
-        hub_unlink(channel, subscriber);
+        hub_unlink(hub, channel, subscriber);
         hub->subscription_count--;
         if (frame != NULL) {
             channel->events++;
@@ -472,7 +530,7 @@ void hub_unsubscribe(struct hub *hub, struct hub_subscriber *subscriber)
     if (channel->presence && subscriber->user != NULL &&
         hub_member_remove(channel, subscriber->user))
         hub_send_presence(hub, channel, "leave", subscriber->user);
-    hub_unlink(channel, subscriber);
+    hub_unlink(hub, channel, subscriber);
     hub->subscription_count--;
     hub_free_if_idle(hub, channel);
 }
@@ -603,6 +661,16 @@ size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item)
     struct hub_subscriber *subscriber = local->first;
     while (subscriber != NULL && remaining-- > 0) {
         struct hub_subscriber *next = subscriber->next;
+        if (item->message != NULL && item->generation != subscriber->generation) {
+            /* Cluster numbering started over: follow the new one; an
+             * item of an older one (queued before) is not for it. */
+            if (item->generation < subscriber->generation) {
+                subscriber = next;
+                continue;
+            }
+            subscriber->generation = item->generation;
+            subscriber->last_seq = 0;
+        }
         if (hub_item_for(item, subscriber)) {
             if (item->message != NULL) {
                 subscriber->last_seq = item->message->seq;
@@ -617,6 +685,39 @@ size_t hub_deliver_item(struct hub *hub, unsigned worker, struct hub_item *item)
     }
     hub_discard_item(hub, item);
     return bytes;
+}
+
+long hub_publish_numbered(struct hub *hub, struct message *message, const char *epoch,
+                          uint64_t except)
+{
+    hub_lock(hub);
+    struct hub_channel *channel = hub_find(hub, message->channel);
+    long deliveries = 0;
+    if (channel != NULL && channel->subscriber_count > 0) {
+        if (strcmp(channel->epoch, epoch) != 0) {
+            if (channel->seq > 0 || channel->generation > 0)
+                channel->generation++;
+            snprintf(channel->epoch, sizeof(channel->epoch), "%s", epoch);
+            channel->seq = 0;
+        }
+        if (message->seq > channel->seq)
+            channel->seq = message->seq;
+        deliveries = (long)channel->subscriber_count;
+        hub_post(hub, channel, message, NULL, except);
+    }
+    hub_unlock(hub);
+    return deliveries;
+}
+
+bool hub_deliver_presence(struct hub *hub, const char *name, bool join, const char *user)
+{
+    hub_lock(hub);
+    struct hub_channel *channel = hub_find(hub, name);
+    bool delivered = channel != NULL && channel->subscriber_count > 0;
+    if (delivered)
+        hub_send_presence_frame(hub, channel, join ? "join" : "leave", user);
+    hub_unlock(hub);
+    return delivered;
 }
 
 void hub_discard_item(struct hub *hub, struct hub_item *item)

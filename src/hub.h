@@ -40,6 +40,7 @@ struct hub_subscriber {
     uint64_t id;                       /* private: unique per subscription */
     uint64_t last_seq;                 /* private: highest seq handed to it */
     uint64_t events_from;              /* private: presence events after this */
+    uint64_t generation;               /* private: cluster numbering it follows */
     unsigned worker;                   /* the worker it lives on (0 for hub_new) */
     const char *user;                  /* presence identity; the owner keeps
                                           it alive while subscribed */
@@ -69,6 +70,7 @@ struct hub_item {
     struct shared_frame *frame;        /* retained presence frame, or NULL */
     uint64_t except;                   /* subscriber id skipped; 0: none */
     uint64_t stamp;                    /* the channel's event count for a frame */
+    uint64_t generation;               /* cluster: the channel's numbering */
 };
 
 /* Hands item (copied) to worker's queue; called with the hub locked, so it
@@ -82,6 +84,47 @@ struct hub *hub_new(void);
 
 /* A hub shared by workers threads (at least 2), delivering through post. */
 struct hub *hub_new_shared(unsigned workers, hub_post_fn *post, void *post_arg);
+
+/* What a cluster hub tells its cluster, with the hub locked (so in the
+ * order things happened): a channel got its first subscriber on this node
+ * or lost its last one, a user became a member of a presence channel here
+ * or left it (user NULL for interest). Must only queue. */
+enum hub_cluster_event {
+    HUB_CLUSTER_INTEREST_ON,
+    HUB_CLUSTER_INTEREST_OFF,
+    HUB_CLUSTER_JOIN,
+    HUB_CLUSTER_LEAVE,
+};
+typedef void hub_cluster_fn(void *arg, enum hub_cluster_event event, const char *channel,
+                            const char *user);
+
+/* A shared hub (workers >= 1, always delivering through post) for cluster
+ * mode: messages are numbered elsewhere and come in through
+ * hub_publish_numbered, channels hold no history, and presence events come
+ * in through hub_deliver_presence; membership changes go to cluster. */
+struct hub *hub_new_cluster(unsigned workers, hub_post_fn *post, void *post_arg,
+                            hub_cluster_fn *cluster, void *cluster_arg);
+
+/* Cluster hub: hands message, numbered (seq, epoch) by the cluster, to
+ * the workers with subscribers of its channel, except the subscriber with
+ * id except (0: none). A new epoch means numbering started over: every
+ * subscriber takes seq from 1 again. Returns the deliveries handed on; 0
+ * when nobody here is subscribed (the message is then not kept). */
+long hub_publish_numbered(struct hub *hub, struct message *message, const char *epoch,
+                          uint64_t except);
+
+/* Cluster hub: sends a join or leave frame for user to the channel's
+ * members here. Returns false when the channel has no subscriber here. */
+bool hub_deliver_presence(struct hub *hub, const char *channel, bool join, const char *user);
+
+/* A subscriber's id (unique in its hub while subscribed; 0 when not). */
+uint64_t hub_subscriber_id(const struct hub_subscriber *subscriber);
+
+/* The highest seq handed to subscriber so far; a subscriber that holds
+ * back deliveries (a cluster subscribe awaiting its position) raises it
+ * with hub_subscriber_advance. Own thread only. */
+uint64_t hub_subscriber_last_seq(const struct hub_subscriber *subscriber);
+void hub_subscriber_advance(struct hub_subscriber *subscriber, uint64_t seq);
 
 /* Whether publishes are delivered synchronously (a hub_new hub). */
 bool hub_is_direct(const struct hub *hub);

@@ -8,6 +8,7 @@
 
 #include <event2/thread.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "memory.h"
 #include "notify.h"
@@ -40,6 +41,15 @@ long server_publish(struct worker *worker, struct message *message,
                     const struct hub_subscriber *except, char *epoch)
 {
     const struct channel_rule *rule = config_channel_rule(worker->config, message->channel);
+    if (worker->server->cluster != NULL) {
+        /* Numbered by Redis and delivered when it comes back from there;
+         * nobody waits for the answer. */
+        if (!cluster_publish(worker->server->cluster, worker, message, rule,
+                             except != NULL ? hub_subscriber_id(except) : 0, NULL, NULL, NULL))
+            return -1;
+        worker->stats.messages_published++;
+        return 0;
+    }
     long deliveries =
         hub_publish(worker->server->hub, message, rule, except, server_now(), epoch);
     if (deliveries >= 0)
@@ -112,6 +122,12 @@ static bool server_listeners_equal(const struct config *a, const struct config *
     return true;
 }
 
+static bool server_cluster_equal(const struct cluster_config *a, const struct cluster_config *b)
+{
+    return a->enabled == b->enabled && server_text_equal(a->url, b->url) &&
+           server_text_equal(a->prefix, b->prefix) && server_text_equal(a->engine, b->engine);
+}
+
 static void server_reload(struct server *server)
 {
     (void)notify_reloading();
@@ -126,6 +142,8 @@ static void server_reload(struct server *server)
         log_warn(&server->log, "reload: listen addresses changed; they apply after a restart");
     if (server_worker_count(config) != server->worker_count)
         log_warn(&server->log, "reload: workers changed; it applies after a restart");
+    if (!server_cluster_equal(&server->config->cluster, &config->cluster))
+        log_warn(&server->log, "reload: cluster changed; it applies after a restart");
     for (unsigned i = 0; i < server->worker_count; i++)
         worker_post_reload(&server->workers[i], config);
     config_release(server->config);
@@ -216,9 +234,12 @@ static int server_init_workers(struct server *server)
     server->workers = calloc(server->worker_count, sizeof(*server->workers));
     if (server->workers == NULL)
         return -1;
-    server->hub = server->worker_count > 1
-                      ? hub_new_shared(server->worker_count, worker_post_delivery, server)
-                      : hub_new();
+    if (server->config->cluster.enabled)
+        server->cluster = cluster_new(server);   /* makes the cluster hub */
+    else
+        server->hub = server->worker_count > 1
+                          ? hub_new_shared(server->worker_count, worker_post_delivery, server)
+                          : hub_new();
     if (server->hub == NULL)
         return -1;
     for (unsigned i = 0; i < server->worker_count; i++) {
@@ -292,6 +313,8 @@ void server_cleanup(struct server *server)
         if (server->signal_events[i] != NULL)
             event_free(server->signal_events[i]);
     }
+    /* Workers are gone: answers still coming from Redis are dropped. */
+    cluster_free(server->cluster);
     hub_free(server->hub);
     addrcount_free(server->addresses);
     pthread_mutex_destroy(&server->addresses_lock);

@@ -19,6 +19,7 @@
 #include "message.h"
 
 struct worker;
+struct cluster;
 
 struct server {
     struct event_base *base;        /* the main thread's: signals only */
@@ -26,6 +27,7 @@ struct server {
     char *config_path;
     struct log log;
     struct hub *hub;
+    struct cluster *cluster;        /* cluster mode (the cluster group), else NULL */
     struct worker *workers;
     unsigned worker_count;
     struct event *signal_events[3];

@@ -43,6 +43,7 @@ enum worker_entry_kind {
     WORKER_RELOAD,
     WORKER_SHUTDOWN,
     WORKER_CALL,
+    WORKER_TASK,
 };
 
 /* A call shared by every worker it was posted to. */
@@ -57,6 +58,8 @@ struct worker_entry {
     struct hub_item item;           /* WORKER_DELIVERY */
     struct config *config;          /* WORKER_RELOAD, retained */
     struct worker_call *call;       /* WORKER_CALL */
+    void (*task)(struct worker *worker, void *arg);   /* WORKER_TASK */
+    void *task_arg;
     struct worker_entry *next;      /* the calls list */
 };
 
@@ -532,6 +535,9 @@ static size_t worker_handle(struct worker *worker, struct worker_entry *entry)
     case WORKER_SHUTDOWN:
         worker_begin_shutdown(worker);
         break;
+    case WORKER_TASK:
+        entry->task(worker, entry->task_arg);
+        break;
     case WORKER_CALL:
         break;
     }
@@ -606,6 +612,13 @@ bool worker_post_delivery(void *arg, unsigned index, const struct hub_item *item
     struct server *server = arg;
     struct worker_entry entry = { .kind = WORKER_DELIVERY, .item = *item };
     return worker_push(&server->workers[index], &entry);
+}
+
+bool worker_post_task(struct worker *worker, void (*task)(struct worker *worker, void *arg),
+                      void *arg)
+{
+    struct worker_entry entry = { .kind = WORKER_TASK, .task = task, .task_arg = arg };
+    return worker_push(worker, &entry);
 }
 
 void worker_post_reload(struct worker *worker, struct config *config)
@@ -761,6 +774,8 @@ static void worker_discard(struct worker *worker, struct worker_entry *entries, 
             hub_discard_item(worker->server->hub, &entries[i].item);
         else if (entries[i].kind == WORKER_RELOAD)
             config_release(entries[i].config);
+        else if (entries[i].kind == WORKER_TASK)
+            entries[i].task(NULL, entries[i].task_arg);
     }
 }
 

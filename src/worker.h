@@ -99,6 +99,12 @@ void worker_cleanup(struct worker *worker);
 /* hub_post_fn: arg is the struct server. */
 bool worker_post_delivery(void *arg, unsigned worker, const struct hub_item *item);
 
+/* Runs task(worker, arg) on the worker's thread, in order with its
+ * deliveries; at shutdown, a task never run is called with worker NULL so
+ * it can free arg. False when out of memory (nothing queued). */
+bool worker_post_task(struct worker *worker, void (*task)(struct worker *worker, void *arg),
+                      void *arg);
+
 /* Hands the worker a new configuration (retained), for connections from
  * now on and for its TLS certificates. */
 void worker_post_reload(struct worker *worker, struct config *config);

@@ -1872,6 +1872,35 @@ static void test_user(void **state)
     expect_error(LISTEN "user = \"root \";\n", "t.conf:2: 'user': no user named \"root \"");
 }
 
+static void test_cluster_group(void **state)
+{
+    struct config *config = parse_ok(LISTEN);
+    assert_false(config->cluster.enabled);     /* absent: standalone */
+    config_release(config);
+#ifdef HAVE_REDIS
+    config = parse_ok(LISTEN "cluster = { engine = \"redis\"; url = \"redis://:pw@10.0.0.5:6380/2\"; };\n");
+    assert_true(config->cluster.enabled);
+    assert_string_equal(config->cluster.prefix, "wsbroker:");
+    assert_string_equal(config->cluster.redis.host, "10.0.0.5");
+    assert_int_equal(config->cluster.redis.port, 6380);
+    assert_int_equal(config->cluster.redis.db, 2);
+    assert_string_equal(config->cluster.redis.password, "pw");
+    config_release(config);
+    expect_error(LISTEN "cluster = {\n engine = \"etcd\";\n url = \"redis://h\";\n};\n",
+                 "t.conf:3: 'cluster.engine' must be \"redis\", not \"etcd\"");
+    expect_error(LISTEN "cluster = {\n engine = \"redis\";\n url = \"redis://h:0\";\n};\n",
+                 "t.conf:4: 'cluster.url': the url's port must be 1 to 65535");
+    expect_error(LISTEN "cluster = {\n engine = \"redis\";\n url = \"redis://h\";\n"
+                 " prefix = \"a b\";\n};\n",
+                 "t.conf:5: 'cluster.prefix' must be 1 to 64 printable ASCII characters without spaces");
+    expect_error(LISTEN "cluster = { engine = \"redis\"; };\n", "t.conf:2: 'cluster.url' is required");
+#else
+    expect_error(LISTEN "cluster = { engine = \"redis\"; url = \"redis://h\"; };\n",
+                 "t.conf:2: cluster: this wsbroker was built without Redis support "
+                 "(./configure --with-redis)");
+#endif
+}
+
 static void test_shipped_config(void **state)
 {
     const char *srcdir = getenv("WSBROKER_SRCDIR");
@@ -1951,8 +1980,16 @@ static void test_shipped_config_examples(void **state)
     char line[1024];
     size_t uncommented = 0;
     bool user_seen = false;
+    bool in_cluster = false;   /* a build without Redis refuses the group */
     while (fgets(line, sizeof(line), in) != NULL) {
-        if (strcmp(line, "# user = \"wsbroker\";\n") == 0) {
+#ifndef HAVE_REDIS
+        if (strcmp(line, "# cluster = {\n") == 0)
+            in_cluster = true;
+#endif
+        if (in_cluster) {
+            fputs(line, out);
+            in_cluster = strcmp(line, "# };\n") != 0;
+        } else if (strcmp(line, "# user = \"wsbroker\";\n") == 0) {
             fputs("user = \"root\";\n", out);
             user_seen = true;
             uncommented++;
@@ -1980,6 +2017,13 @@ static void test_shipped_config_examples(void **state)
     if (config == NULL)
         fail_msg("%s", error);
 
+#ifdef HAVE_REDIS
+    assert_true(config->cluster.enabled);
+    assert_string_equal(config->cluster.prefix, "wsbroker:");
+    assert_int_equal(config->cluster.redis.port, 6379);
+#else
+    assert_false(config->cluster.enabled);
+#endif
     assert_int_equal(config->websocket.allowed_origin_count, 1);
     assert_int_equal(config->websocket.max_message_size, 1048576);
     assert_int_equal(config->websocket.ping_interval, 25);
@@ -2216,6 +2260,7 @@ int main(void)
         cmocka_unit_test(test_compression),
         cmocka_unit_test(test_proxy_trusted),
         cmocka_unit_test(test_user),
+        cmocka_unit_test(test_cluster_group),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_shipped_config_examples),
         cmocka_unit_test(test_refcount),

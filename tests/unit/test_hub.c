@@ -487,6 +487,100 @@ static void test_shared_hub_keeps_a_channel_while_items_hold_it(void **state)
     hub_free(hub);
 }
 
+/* ---- a cluster hub: numbered elsewhere, interest reported ---- */
+
+struct cluster_log {
+    char lines[16][64];
+    int count;
+};
+
+static void cluster_record(void *arg, enum hub_cluster_event event, const char *channel,
+                           const char *user)
+{
+    static const char *const names[] = { "on", "off", "join", "leave" };
+    struct cluster_log *log = arg;
+    assert_true(log->count < 16);
+    snprintf(log->lines[log->count++], 64, "%s %s %s", names[event], channel,
+             user != NULL ? user : "-");
+}
+
+static void numbered(struct hub *hub, const char *channel, uint64_t seq, const char *epoch,
+                     uint64_t except, long expected)
+{
+    struct message *m = message_new(MESSAGE_TEXT, channel, NULL, "x", 1);
+    m->seq = seq;
+    assert_int_equal(hub_publish_numbered(hub, m, epoch, except), expected);
+    message_release(m);
+}
+
+static void test_cluster_hub_reports_interest_and_membership(void **state)
+{
+    (void)state;
+    struct queues queues = { 0 };
+    struct cluster_log log = { 0 };
+    struct hub *hub = hub_new_cluster(1, queue_post, &queues, cluster_record, &log);
+    assert_non_null(hub);
+    assert_false(hub_is_direct(hub));   /* one worker, still through its queue */
+    struct recorder a, b;
+    shared_init(&a, 0, "ann", 0);
+    shared_init(&b, 1, "ann", 0);
+    assert_int_equal(hub_subscribe(hub, "p", &with_presence, &a.subscriber), 1);
+    hub_announce_join(hub, &a.subscriber);
+    assert_int_equal(hub_subscribe(hub, "p", &with_presence, &b.subscriber), 0);
+    hub_unsubscribe(hub, &a.subscriber);
+    hub_unsubscribe(hub, &b.subscriber);
+    assert_int_equal(log.count, 4);
+    assert_string_equal(log.lines[0], "on p -");
+    assert_string_equal(log.lines[1], "join p ann");
+    assert_string_equal(log.lines[2], "leave p ann");
+    assert_string_equal(log.lines[3], "off p -");
+    /* The hub sends no presence frame of its own: they come from Redis. */
+    assert_int_equal(queues.count[0], 0);
+    hub_free(hub);
+}
+
+static void test_cluster_hub_keeps_redis_numbering(void **state)
+{
+    (void)state;
+    struct queues queues = { 0 };
+    struct cluster_log log = { 0 };
+    struct hub *hub = hub_new_cluster(2, queue_post, &queues, cluster_record, &log);
+    struct recorder r[2];
+    shared_init(&r[0], 0, NULL, 0);
+    shared_init(&r[1], 1, NULL, 1);
+    numbered(hub, "n", 1, "e1", 0, 0);               /* nobody here: not kept */
+    assert_int_equal(hub_subscribe(hub, "n", &held, &r[0].subscriber), 0);
+    assert_int_equal(hub_subscribe(hub, "n", &held, &r[1].subscriber), 0);
+    numbered(hub, "n", 7, "e1", 0, 2);
+    numbered(hub, "n", 7, "e1", 0, 2);               /* the same twice: once */
+    numbered(hub, "n", 8, "e1", hub_subscriber_id(&r[1].subscriber), 2);
+    queue_drain(hub, &queues, 0);
+    queue_drain(hub, &queues, 1);
+    assert_int_equal(r[0].seen_count, 2);
+    assert_int_equal(r[0].seen[0], 7);
+    assert_int_equal(r[0].seen[1], 8);
+    assert_int_equal(r[1].seen_count, 1);            /* excepted from 8 */
+    /* Redis lost its numbering: a new epoch starts from 1 for everyone. */
+    numbered(hub, "n", 1, "e2", 0, 2);
+    numbered(hub, "n", 2, "e2", 0, 2);
+    queue_drain(hub, &queues, 0);
+    queue_drain(hub, &queues, 1);
+    assert_int_equal(r[0].seen_count, 4);
+    assert_int_equal(r[0].seen[2], 1);
+    assert_int_equal(r[0].seen[3], 2);
+    assert_int_equal(r[1].seen_count, 3);
+    struct hub_channel_info info;
+    assert_true(hub_channel_info(hub, "n", &info));
+    assert_string_equal(info.epoch, "e2");
+    assert_int_equal(info.seq, 2);
+    struct hub_stats stats;
+    hub_stats(hub, &stats);
+    assert_int_equal(stats.history_messages, 0);     /* history is in Redis */
+    hub_unsubscribe(hub, &r[0].subscriber);
+    hub_unsubscribe(hub, &r[1].subscriber);
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +597,8 @@ int main(void)
         cmocka_unit_test(test_shared_hub_never_gives_a_message_twice_or_out_of_order),
         cmocka_unit_test(test_shared_hub_presence_goes_through_the_queues),
         cmocka_unit_test(test_shared_hub_keeps_a_channel_while_items_hold_it),
+        cmocka_unit_test(test_cluster_hub_reports_interest_and_membership),
+        cmocka_unit_test(test_cluster_hub_keeps_redis_numbering),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
